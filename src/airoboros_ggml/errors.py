@@ -1,0 +1,23 @@
+"""Exceptions raised by airoboros-ggml."""
+
+from __future__ import annotations
+
+
+class ModelFormatError(ValueError):
+    """A model file cannot be read: wrong kind of file, unsupported version, or damaged.
+
+    The message names the file, says what it is and what to do about it.
+    """
+
+
+class ContextOverflowError(ValueError):
+    """A prompt (plus what must be generated) does not fit in the model's context window."""
+
+    def __init__(self, n_prompt_tokens: int, n_ctx: int, message: str | None = None):
+        self.n_prompt_tokens = n_prompt_tokens
+        self.n_ctx = n_ctx
+        super().__init__(
+            message
+            or f"prompt is {n_prompt_tokens} tokens but the context window is {n_ctx} tokens; "
+            "shorten the prompt or load the model with a larger n_ctx"
+        )
