@@ -21,7 +21,7 @@ class TokenType(enum.IntEnum):
 
 @dataclasses.dataclass
 class Vocab:
-    """Pieces, scores and token types of a model file, plus the tokenizer settings it declares.
+    r"""Pieces, scores and token types of a model file, plus the tokenizer settings it declares.
 
     ``pieces`` are the bytes the file stores. For GGML v3 files that is the 2023 converter's encoding
     (``piece_encoding == "ggml-v3"``: U+2581 written as a plain space, byte pieces as the raw byte, control
@@ -69,3 +69,45 @@ class Vocab:
     def n_vocab(self) -> int:
         """Number of tokens."""
         return len(self.pieces)
+
+
+GGML_V3_UNKNOWN_PIECE = " \u2047 ".encode()
+"""How the 2023 GGML converter wrote SentencePiece's unknown piece."""
+SPM_SPACE = "\u2581".encode()
+"""SentencePiece's whitespace marker, U+2581."""
+
+
+def gguf_piece_to_ggml_v3(piece: bytes, token_type: int) -> bytes:
+    """Encode one SentencePiece piece as the 2023 GGML converter did (FORMATS.md §1)."""
+    if token_type == TokenType.UNKNOWN:
+        return GGML_V3_UNKNOWN_PIECE
+    if token_type == TokenType.CONTROL:
+        return b""
+    if token_type == TokenType.BYTE and piece.startswith(b"<0x") and piece.endswith(b">"):
+        return bytes([int(piece[3:-1], 16)])
+    return piece.replace(SPM_SPACE, b" ")
+
+
+def ggml_v3_piece_to_gguf(token_id: int, piece: bytes, token_type: int) -> bytes:
+    """Undo :func:`gguf_piece_to_ggml_v3` (control pieces get Llama's ``<unk>``/``<s>``/``</s>`` names)."""
+    if token_type == TokenType.UNKNOWN:
+        return b"<unk>"
+    if token_type == TokenType.CONTROL:
+        return {1: b"<s>", 2: b"</s>"}.get(token_id, b"<ctrl%d>" % token_id)
+    if token_type == TokenType.BYTE and len(piece) == 1:
+        return b"<0x%02X>" % piece[0]
+    return piece.replace(b" ", SPM_SPACE)
+
+
+def to_piece_encoding(vocab: Vocab, encoding: str) -> list[bytes]:
+    """The vocabulary's pieces in ``encoding`` (``"ggml-v3"`` or ``"gguf"``), converting if needed."""
+    if vocab.piece_encoding == encoding:
+        return list(vocab.pieces)
+    if vocab.model != "llama":
+        raise ValueError(f"only SentencePiece ('llama') vocabularies can be stored as {encoding}")
+    types = vocab.token_types
+    if encoding == "ggml-v3":
+        return [gguf_piece_to_ggml_v3(p, int(t)) for p, t in zip(vocab.pieces, types)]
+    if encoding == "gguf":
+        return [ggml_v3_piece_to_gguf(i, p, int(t)) for i, (p, t) in enumerate(zip(vocab.pieces, types))]
+    raise ValueError(f"unknown piece encoding {encoding!r}")

@@ -1,0 +1,17 @@
+"""Model file formats: GGJT v3 and GGUF readers, writers, and the common :class:`ModelFile`."""
+
+from .model_file import ModelFile, TensorInfo
+from .reader import open_model_file
+from .tensor_names import ggml_to_gguf, gguf_to_ggml
+from .writer import RawTensor, write_ggml, write_gguf
+
+__all__ = [
+    "ModelFile",
+    "RawTensor",
+    "TensorInfo",
+    "ggml_to_gguf",
+    "gguf_to_ggml",
+    "open_model_file",
+    "write_ggml",
+    "write_gguf",
+]
