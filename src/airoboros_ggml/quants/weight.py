@@ -1,0 +1,169 @@
+"""Weight matrices over raw (memory-mapped) quantized rows: matvec, tiled matmul, row lookup.
+
+Threads: every kernel runs with numba ``prange``; the caller chooses the thread count with
+``numba.set_num_threads(n)`` (the model sets it from its ``n_threads``). ``matmul`` also calls numpy's BLAS
+(OpenBLAS), whose threads are set with the ``OPENBLAS_NUM_THREADS`` environment variable or threadpoolctl.
+
+Memory: :class:`WeightMatrix` keeps only the caller's zero-copy view of the raw rows (no side arrays;
+per-call scratch is at most one float32 tile of ``TILE_ROWS x n_in`` plus a few small vectors).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ggml_types import GGMLType, ggml_type
+from . import fused
+from . import kernels as K
+from .registry import TYPE_TRAITS
+
+TILE_ROWS = 256
+"""Weight rows dequantized per BLAS call in :meth:`WeightMatrix.matmul` (float32 scratch of TILE_ROWS*n_in)."""
+
+MATVEC_MAX_TOKENS = 2
+"""Batches of at most this many tokens use the fused matvec kernel per token instead of tiles + BLAS."""
+
+
+class WeightMatrix:
+    """A quantized weight matrix ``W`` (n_out, n_in) stored as raw ggml rows.
+
+    Attributes:
+        raw: uint8 (n_out, row_bytes) — the caller's (read-only, possibly memory-mapped) rows.
+        n_out: output features (rows).
+        n_in: input features (row length in elements).
+        ggml_type: the storage type.
+    """
+
+    __slots__ = ("raw", "n_out", "n_in", "ggml_type", "_w32")
+
+    def __init__(self, raw: np.ndarray, ggml_type_: GGMLType, n_in: int) -> None:
+        self.raw = raw  # uint8 (n_out, row_bytes)
+        self.n_out = raw.shape[0]
+        self.n_in = n_in
+        self.ggml_type = ggml_type_
+        # F32 rows viewed as float32 (zero copy when 4-byte aligned)
+        self._w32 = raw.view(np.float32) if ggml_type_ == GGMLType.F32 else None
+
+    def __repr__(self) -> str:
+        return f"WeightMatrix({self.ggml_type.name}, n_out={self.n_out}, n_in={self.n_in})"
+
+    def _check_x(self, x: np.ndarray, ndim: int) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != ndim or x.shape[-1] != self.n_in:
+            want = "(n_in,)" if ndim == 1 else "(n_tok, n_in)"
+            raise ValueError(f"expected float32 {want} with n_in={self.n_in}, got shape {x.shape}")
+        return x
+
+    def matvec(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Return ``W @ x``: x float32 (n_in,) -> float32 (n_out,), written into ``out`` if given."""
+        x = self._check_x(x, 1)  # float32 (n_in,)
+        if out is None:
+            out = np.empty(self.n_out, dtype=np.float32)  # float32 (n_out,)
+        elif out.shape != (self.n_out,) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be contiguous float32 ({self.n_out},), got {out.dtype} {out.shape}")
+        t, raw = self.ggml_type, self.raw
+        if t == GGMLType.Q4_K:
+            fused.mv_q4_k(raw, x, x.reshape(-1, 32).sum(axis=1), out)
+        elif t == GGMLType.Q5_K:
+            fused.mv_q5_k(raw, x, x.reshape(-1, 32).sum(axis=1), out)
+        elif t == GGMLType.Q6_K:
+            fused.mv_q6_k(raw, x, x.reshape(-1, 16).sum(axis=1), out)
+        elif t == GGMLType.Q2_K:
+            fused.mv_q2_k(raw, x, x.reshape(-1, 16).sum(axis=1), out)
+        elif t == GGMLType.Q3_K:
+            fused.mv_q3_k(raw, x, x.reshape(-1, 16).sum(axis=1), out)
+        elif t in (GGMLType.Q4_0, GGMLType.Q4_1):
+            fused.mv_q4_legacy(raw, x, x.reshape(-1, 32).sum(axis=1), out, t == GGMLType.Q4_1)
+        elif t in (GGMLType.Q5_0, GGMLType.Q5_1):
+            fused.mv_q5_legacy(raw, x, x.reshape(-1, 32).sum(axis=1), out, t == GGMLType.Q5_1)
+        elif t == GGMLType.Q8_0:
+            fused.mv_q8_0(raw, x, out)
+        elif t == GGMLType.F16:
+            fused.mv_f16(raw, x, out)
+        elif self._w32 is not None and self._w32.flags.aligned:
+            fused.mv_f32(self._w32, x, out)
+        else:
+            K.matvec_generic(int(t), raw, x, out)
+        return out
+
+    def matmul(self, X: np.ndarray) -> np.ndarray:
+        """Return ``X @ W.T``: X float32 (n_tok, n_in) -> float32 (n_tok, n_out).
+
+        Small batches use the fused matvec per token; larger ones dequantize ``TILE_ROWS`` rows at a time
+        into a transient float32 tile and multiply it with BLAS (the tile is never kept).
+        """
+        X = self._check_x(X, 2)  # float32 (n_tok, n_in)
+        n_tok = X.shape[0]
+        out = np.empty((n_tok, self.n_out), dtype=np.float32)  # float32 (n_tok, n_out)
+        if n_tok <= MATVEC_MAX_TOKENS:
+            for i in range(n_tok):
+                self.matvec(X[i], out[i])
+            return out
+        if self._w32 is not None and self._w32.flags.aligned:
+            np.matmul(X, self._w32.T, out=out)
+            return out
+        rows = min(TILE_ROWS, self.n_out)
+        tile = np.empty((rows, self.n_in), dtype=np.float32)  # float32 (TILE_ROWS, n_in) scratch
+        code = int(self.ggml_type)
+        for r0 in range(0, self.n_out, rows):
+            m = min(rows, self.n_out - r0)
+            K.dequantize_range(code, self.raw, r0, tile[:m])
+            np.matmul(X, tile[:m].T, out=out[:, r0 : r0 + m])
+        return out
+
+    def get_rows(self, ids: np.ndarray) -> np.ndarray:
+        """Dequantize selected rows: ids int (k,) -> float32 (k, n_in) (e.g. token-embedding lookup)."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)  # int64 (k,)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.n_out):
+            raise IndexError(f"row ids must be in [0, {self.n_out}), got min {ids.min()} max {ids.max()}")
+        out = np.empty((ids.shape[0], self.n_in), dtype=np.float32)  # float32 (k, n_in)
+        K.dequantize_rows(int(self.ggml_type), self.raw, ids, out)
+        return out
+
+    def dequantize(self) -> np.ndarray:
+        """The whole matrix as float32 (n_out, n_in) (allocates it: tests and tools only)."""
+        out = np.empty((self.n_out, self.n_in), dtype=np.float32)  # float32 (n_out, n_in)
+        K.dequantize_range(int(self.ggml_type), self.raw, 0, out)
+        return out
+
+
+def prepare_weight(raw_rows: np.ndarray, ggml_type_: GGMLType | int | str, n_in: int) -> WeightMatrix:
+    """Wrap raw rows as a :class:`WeightMatrix` (zero copy; the rows are never written).
+
+    Args:
+        raw_rows: uint8 (n_out, row_bytes) contiguous rows, e.g. a view into a memory-mapped file.
+        ggml_type_: storage type (enum, integer id or name).
+        n_in: elements per row.
+
+    Raises:
+        ValueError: unsupported type, ``n_in`` not a multiple of the block, or wrong row size.
+    """
+    t = ggml_type(ggml_type_)
+    tr = TYPE_TRAITS[t]
+    if not tr.is_weight:
+        raise ValueError(f"{t.name} is an activation-only type, not a weight type")
+    row_bytes = tr.row_bytes(n_in)
+    raw = np.asarray(raw_rows)
+    if raw.dtype != np.uint8:
+        raise ValueError(f"raw_rows must be uint8, got {raw.dtype}")
+    if raw.ndim == 1:
+        if raw.size % row_bytes:
+            raise ValueError(f"{raw.size} bytes is not a whole number of {t.name} rows of {row_bytes} bytes")
+        raw = raw.reshape(-1, row_bytes)
+    if raw.ndim != 2 or raw.shape[1] != row_bytes:
+        raise ValueError(
+            f"{t.name} rows of {n_in} elements take {row_bytes} bytes; got raw_rows of shape {raw.shape}"
+        )
+    if not raw.flags.c_contiguous:
+        raise ValueError("raw_rows must be C-contiguous")
+    return WeightMatrix(raw, t, n_in)
+
+
+def matvec(W: WeightMatrix, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Functional form of :meth:`WeightMatrix.matvec`."""
+    return W.matvec(x, out)
+
+
+def matmul(W: WeightMatrix, X: np.ndarray) -> np.ndarray:
+    """Functional form of :meth:`WeightMatrix.matmul`."""
+    return W.matmul(X)
