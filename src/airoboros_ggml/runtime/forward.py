@@ -1,0 +1,102 @@
+"""The Llama forward pass as llama.cpp computes it (FORMATS.md §3).
+
+Per layer: ``h = x + Wo · attn(rope(Wq·n), rope(Wk·n), Wv·n)`` with ``n = RMSNorm(x) * attn_norm``, then
+``x = h + W_down · (silu(W_gate · m) * W_up · m)`` with ``m = RMSNorm(h) * ffn_norm``; logits =
+``output · (RMSNorm(x) * output_norm)``. Prompts go through in chunks of ``n_batch`` tokens using the batched
+``matmul`` kernels; single tokens use ``matvec``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..hparams import HParams
+from .kv_cache import KVCache
+from .rope import apply_rope, rope_tables
+from .weights import LlamaWeights
+
+
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    """``x / sqrt(mean(x²) + eps) * weight`` over the last axis; x float32 (n_tok, n_embd)."""
+    ms = np.einsum("ij,ij->i", x, x, dtype=np.float32) / np.float32(x.shape[-1])  # float32 (n_tok,)
+    return x * (np.float32(1.0) / np.sqrt(ms + np.float32(eps)))[:, None] * weight
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """``x * sigmoid(x)``."""
+    return x / (np.float32(1.0) + np.exp(-x))
+
+
+def _project(w, x: np.ndarray) -> np.ndarray:
+    """``x @ W.T`` for x float32 (n_tok, n_in) -> float32 (n_tok, n_out)."""
+    if x.shape[0] == 1:
+        return w.matvec(x[0])[None, :]
+    return w.matmul(x)
+
+
+class LlamaForward:
+    """Evaluates tokens against a :class:`KVCache`."""
+
+    def __init__(self, hparams: HParams, weights: LlamaWeights):
+        self.hp = hparams
+        self.w = weights
+
+    def embed(self, tokens: np.ndarray) -> np.ndarray:
+        """float32 (n_tok, n_embd) embeddings of int token ids (n_tok,)."""
+        return self.w.token_embd.get_rows(tokens)
+
+    def hidden(self, tokens: np.ndarray, cache: KVCache) -> np.ndarray:
+        """Run ``tokens`` at positions ``cache.n_past...``; append them to the cache.
+
+        Returns:
+            float32 (n_tok, n_embd): final hidden states after the output norm.
+        """
+        hp = self.hp
+        n_tok = len(tokens)
+        p0 = cache.n_past
+        if p0 + n_tok > cache.n_ctx:
+            raise ValueError(f"{p0 + n_tok} positions do not fit in the context of {cache.n_ctx}")
+        positions = np.arange(p0, p0 + n_tok)
+        cos, sin = rope_tables(positions, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale)
+        x = self.embed(np.asarray(tokens, dtype=np.int64))  # float32 (n_tok, n_embd)
+        for il, layer in enumerate(self.w.layers):
+            n = rms_norm(x, layer.attn_norm, hp.rms_norm_eps)
+            attn = self._attention(il, layer, n, cos, sin, p0, cache)  # float32 (n_tok, n_embd)
+            x = x + _project(layer.wo, attn)
+            m = rms_norm(x, layer.ffn_norm, hp.rms_norm_eps)
+            g = _project(layer.w_gate, m)  # float32 (n_tok, n_ff)
+            u = _project(layer.w_up, m)  # float32 (n_tok, n_ff)
+            x = x + _project(layer.w_down, silu(g) * u)
+        cache.tokens.extend(int(t) for t in tokens)
+        return rms_norm(x, self.w.output_norm, hp.rms_norm_eps)
+
+    def logits(self, hidden: np.ndarray) -> np.ndarray:
+        """float32 (n_tok, n_vocab) logits of final hidden states float32 (n_tok, n_embd)."""
+        return _project(self.w.output, hidden)
+
+    def _attention(self, il, layer, n, cos, sin, p0, cache: KVCache) -> np.ndarray:
+        hp = self.hp
+        n_tok, hd, n_kv = n.shape[0], hp.head_dim, hp.n_head_kv
+        group = hp.n_head // n_kv
+        q = _project(layer.wq, n).reshape(n_tok, hp.n_head, hd)  # float32 (n_tok, n_head, hd)
+        k = _project(layer.wk, n).reshape(n_tok, n_kv, hd)  # float32 (n_tok, n_kv, hd)
+        v = _project(layer.wv, n).reshape(n_tok, n_kv, hd)  # float32 (n_tok, n_kv, hd)
+        apply_rope(q, cos, sin)
+        apply_rope(k, cos, sin)
+        end = p0 + n_tok
+        cache.k[il, :, p0:end] = k.transpose(1, 0, 2)
+        cache.v[il, :, p0:end] = v.transpose(1, 0, 2)
+        keys = cache.k[il, :, :end]  # float32 (n_kv, n_keys, hd)
+        values = cache.v[il, :, :end]  # float32 (n_kv, n_keys, hd)
+        # queries grouped by the KV head they share: (n_kv, group * n_tok, hd)
+        qg = q.reshape(n_tok, n_kv, group, hd).transpose(1, 2, 0, 3).reshape(n_kv, group * n_tok, hd)
+        scores = np.matmul(qg, keys.transpose(0, 2, 1))  # float32 (n_kv, group * n_tok, n_keys)
+        scores *= np.float32(1.0 / np.sqrt(hd))
+        if n_tok > 1:  # causal mask: query at position p0 + t sees keys 0 .. p0 + t
+            mask = np.arange(end)[None, :] > (p0 + np.arange(n_tok))[:, None]  # bool (n_tok, n_keys)
+            scores.reshape(n_kv, group, n_tok, end)[:, :, mask] = -np.inf
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        out = np.matmul(scores, values)  # float32 (n_kv, group * n_tok, hd)
+        return out.reshape(n_kv, group, n_tok, hd).transpose(2, 0, 1, 3).reshape(n_tok, hp.n_embd)
