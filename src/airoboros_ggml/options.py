@@ -79,7 +79,7 @@ def _positive_finite_or_none(value: float | None) -> float | None:
 class LoadOptions(BaseModel):
     """Options fixed when a model is loaded."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
     n_ctx: int | None = Field(default=None, gt=0)
     """Context window in tokens; None uses the model's training context (4096 for Llama-2)."""
@@ -137,7 +137,7 @@ class SamplingOptions(BaseModel):
     OS entropy for every call, so repeated calls differ.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
     temperature: float = Field(default=0.8, allow_inf_nan=False)
     """Softmax temperature; <= 0 means greedy (argmax)."""
