@@ -81,7 +81,8 @@ class Tokenizer:
         """Build the tokenizer of a GGML v3 or GGUF file (vocabulary-only GGUF files work too)."""
         from ..formats import open_model_file
 
-        return cls(open_model_file(path).vocab)
+        with open_model_file(path) as model_file:
+            return cls(model_file.vocab)
 
     # ------------------------------------------------------------------ properties
 
