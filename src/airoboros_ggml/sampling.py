@@ -159,7 +159,7 @@ def _top_indices(values: np.ndarray, k: int) -> np.ndarray:
 def _sorted(c: Candidates) -> Candidates:
     if c.is_sorted:
         return c
-    order = np.argsort(-c.logits, kind="stable")  # int64 (n,)
+    order = np.argsort(-c.logits)  # int64 (n,)
     return c.take(order, True)
 
 
@@ -216,7 +216,7 @@ def typical(c: Candidates, p: float, min_keep: int = 1) -> Candidates:
         logp = np.log(probs)  # float32 (n,)
     entropy = -np.sum(np.where(probs > 0, probs * logp, 0.0), dtype=np.float32)
     shifted = np.abs(-logp - entropy)  # float32 (n,)
-    order = np.argsort(shifted, kind="stable")  # int64 (n,)
+    order = np.argsort(shifted)  # int64 (n,)
     cum = np.cumsum(probs[order])  # float32 (n,)
     hits = np.flatnonzero(cum > p)
     hits = hits[hits >= min_keep - 1]
@@ -240,9 +240,9 @@ def top_p(c: Candidates, p: float, min_keep: int = 1) -> Candidates:
             idx = np.arange(m)
         elif m < n:
             part = _top_indices(c.logits, m)  # int64 (m,)
-            idx = part[np.argsort(-c.logits[part], kind="stable")]
+            idx = part[np.argsort(-c.logits[part])]
         else:
-            idx = np.argsort(-c.logits, kind="stable")
+            idx = np.argsort(-c.logits)
         cum = np.cumsum(probs[idx])  # float32 (m,)
         hits = np.flatnonzero(cum >= p)
         hits = hits[hits + 1 >= min_keep]
