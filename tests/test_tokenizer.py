@@ -9,6 +9,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -38,6 +39,7 @@ def smollm2_path() -> Path | None:
     return path if path.exists() else None
 
 
+@cache
 def vocab_from_gguf(path: Path) -> Vocab:
     """Vocab of any GGUF file via the `gguf` package (open_model_file accepts only Llama architectures)."""
     from gguf import GGUFReader
@@ -384,9 +386,9 @@ def test_bad_token_id_raises(llama_tok):
 def test_vocab_token_types_respected():
     # A user-defined token is always parsed, a control token only with special=True.
     vocab = vocab_from_gguf(DATA / "ggml-vocab-gpt-2.gguf")
-    vocab.token_types = vocab.token_types.copy()
-    vocab.token_types[50256] = TokenType.USER_DEFINED
-    tok = Tokenizer.from_vocab(vocab)
+    types = vocab.token_types.copy()  # int32 (n_vocab,)
+    types[50256] = TokenType.USER_DEFINED
+    tok = Tokenizer.from_vocab(dataclasses.replace(vocab, token_types=types))
     assert tok.tokenize("a<|endoftext|>b", add_bos=False) == [64, 50256, 65]
 
 
@@ -424,3 +426,15 @@ def _generate_reference() -> None:  # pragma: no cover - run by hand with llama-
 
 if __name__ == "__main__":
     _generate_reference()
+
+
+def test_bpe_heap_merge_equals_simple_merge():
+    tok = Tokenizer.from_vocab(vocab_from_gguf(DATA / "ggml-vocab-gpt-2.gguf"))
+    bpe = tok._bpe
+    words = {w for text in corpus() for w in bpe.pre_tokenizer.split(text)}
+    words |= {"a" * 200, "ab" * 150, "Supercalifragilisticexpialidocious" * 5}
+    for word in words:
+        mapped = word.encode("utf-8").decode("latin-1").translate(bpe._translate)
+        assert bpe.merge_heap(mapped) == bpe.merge_simple(mapped), word
+    # a 100k-character word stays fast (the simple loop would be quadratic)
+    assert len(tok.tokenize("x" * 100_000, add_bos=False)) > 0

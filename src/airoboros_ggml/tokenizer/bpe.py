@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import heapq
 
 from .pretokenize import IGNORE_MERGES, PreTokenizer
 
 _CACHE_LIMIT = 200_000
+_LONG_WORD = 48  # words with more symbols than this are merged with a heap (O(n log n), not O(n^2))
 
 
 @functools.cache
@@ -96,6 +98,12 @@ class BpeEncoder:
 
     def merge(self, mapped: str) -> list[str]:
         """Apply the merges to one byte-level word, lowest rank first (leftmost on ties)."""
+        if len(mapped) > _LONG_WORD:
+            return self.merge_heap(mapped)
+        return self.merge_simple(mapped)
+
+    def merge_simple(self, mapped: str) -> list[str]:
+        """GPT-2's loop: merge every occurrence of the best-ranked pair, repeat (fast for short words)."""
         symbols = list(mapped)
         ranks = self.ranks
         inf = len(ranks) + 1
@@ -120,3 +128,34 @@ class BpeEncoder:
                     i += 1
             symbols = out
         return symbols
+
+    def merge_heap(self, mapped: str) -> list[str]:
+        """Same result as :meth:`merge`, with llama.cpp's priority queue of (rank, left position)."""
+        symbols: list[str | None] = list(mapped)
+        n = len(symbols)
+        prev = list(range(-1, n - 1))
+        nxt = list(range(1, n + 1))
+        nxt[-1] = -1
+        ranks = self.ranks
+        heap = []
+        for i in range(n - 1):
+            r = ranks.get((symbols[i], symbols[i + 1]))
+            if r is not None:
+                heap.append((r, i, symbols[i], symbols[i + 1]))
+        heapq.heapify(heap)
+        while heap:
+            _, i, left, right = heapq.heappop(heap)
+            j = nxt[i]
+            if j < 0 or symbols[i] != left or symbols[j] != right:
+                continue  # outdated pair
+            merged = left + right
+            symbols[i], symbols[j] = merged, None
+            nxt[i] = nxt[j]
+            if nxt[j] >= 0:
+                prev[nxt[j]] = i
+            p, q = prev[i], nxt[i]
+            if p >= 0 and (r := ranks.get((symbols[p], merged))) is not None:
+                heapq.heappush(heap, (r, p, symbols[p], merged))
+            if q >= 0 and (r := ranks.get((merged, symbols[q]))) is not None:
+                heapq.heappush(heap, (r, i, merged, symbols[q]))
+        return [s for s in symbols if s is not None]
