@@ -18,11 +18,10 @@ import struct
 from functools import cache
 from pathlib import Path
 
-import numpy as np
 import pytest
 import sentencepiece
 
-from airoboros_ggml.formats import open_model_file, write_ggml
+from airoboros_ggml.formats import open_model_file, read_vocab, write_ggml
 from airoboros_ggml.tokenizer import Tokenizer
 from airoboros_ggml.vocab import TokenType, Vocab
 
@@ -37,34 +36,6 @@ def smollm2_path() -> Path | None:
         return None
     path = Path(os.path.dirname(spec.origin)) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     return path if path.exists() else None
-
-
-@cache
-def vocab_from_gguf(path: Path) -> Vocab:
-    """Vocab of any GGUF file via the `gguf` package (open_model_file accepts only Llama architectures)."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(str(path))
-
-    def get(key, default=None):
-        return reader.fields[key].contents() if key in reader.fields else default
-
-    pieces = [t.encode("utf-8") for t in get("tokenizer.ggml.tokens")]
-    n = len(pieces)
-    model = get("tokenizer.ggml.model", "llama")
-    return Vocab(
-        pieces=pieces,
-        scores=np.asarray(get("tokenizer.ggml.scores", np.zeros(n)), dtype=np.float32),
-        token_types=np.asarray(get("tokenizer.ggml.token_type", np.ones(n)), dtype=np.int32),
-        model=model,
-        pre=get("tokenizer.ggml.pre"),
-        merges=list(get("tokenizer.ggml.merges", [])),
-        bos_id=get("tokenizer.ggml.bos_token_id"),
-        eos_id=get("tokenizer.ggml.eos_token_id"),
-        unk_id=get("tokenizer.ggml.unknown_token_id"),
-        add_bos=bool(get("tokenizer.ggml.add_bos_token", model == "llama")),
-        add_space_prefix=bool(get("tokenizer.ggml.add_space_prefix", model == "llama")),
-    )
 
 
 # ---------------------------------------------------------------------------------------------- corpus
@@ -310,7 +281,7 @@ def _vectors(name: str) -> list[tuple[str, list[int]]]:
 
 @pytest.mark.parametrize("name", ["gpt-2", "starcoder"])
 def test_bpe_reference_vectors(name):
-    tok = Tokenizer.from_vocab(vocab_from_gguf(DATA / f"ggml-vocab-{name}.gguf"))
+    tok = Tokenizer.from_file(DATA / f"ggml-vocab-{name}.gguf")
     assert tok.vocab.pre == name
     for text, expected in _vectors(name):
         ids = tok.tokenize(text, add_bos=False)
@@ -385,7 +356,7 @@ def test_bad_token_id_raises(llama_tok):
 
 def test_vocab_token_types_respected():
     # A user-defined token is always parsed, a control token only with special=True.
-    vocab = vocab_from_gguf(DATA / "ggml-vocab-gpt-2.gguf")
+    vocab = read_vocab(DATA / "ggml-vocab-gpt-2.gguf")
     types = vocab.token_types.copy()  # int32 (n_vocab,)
     types[50256] = TokenType.USER_DEFINED
     tok = Tokenizer.from_vocab(dataclasses.replace(vocab, token_types=types))
@@ -429,7 +400,7 @@ if __name__ == "__main__":
 
 
 def test_bpe_heap_merge_equals_simple_merge():
-    tok = Tokenizer.from_vocab(vocab_from_gguf(DATA / "ggml-vocab-gpt-2.gguf"))
+    tok = Tokenizer.from_vocab(read_vocab(DATA / "ggml-vocab-gpt-2.gguf"))
     bpe = tok._bpe
     words = {w for text in corpus() for w in bpe.pre_tokenizer.split(text)}
     words |= {"a" * 200, "ab" * 150, "Supercalifragilisticexpialidocious" * 5}

@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 from .errors import ContextOverflowError, ModelFormatError
+from .formats import ModelFile, open_model_file
+from .generation import Chunk, Completion, Timings, Usage
 from .ggml_types import FileType, GGMLType
 from .hparams import HParams
+from .model import Model, load
+from .options import LoadOptions, SamplingOptions
+from .templates import PromptTemplate, get_template
+from .tokenizer import Tokenizer
 from .vocab import TokenType, Vocab
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Chunk",
+    "Completion",
     "ContextOverflowError",
+    "LoadOptions",
+    "Model",
+    "ModelFile",
+    "PromptTemplate",
+    "SamplingOptions",
+    "Timings",
+    "Tokenizer",
+    "Usage",
+    "get_template",
+    "load",
+    "open_model_file",
     "FileType",
     "GGMLType",
     "HParams",

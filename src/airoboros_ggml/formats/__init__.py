@@ -1,7 +1,7 @@
 """Model file formats: GGJT v3 and GGUF readers, writers, and the common :class:`ModelFile`."""
 
 from .model_file import ModelFile, TensorInfo
-from .reader import open_model_file
+from .reader import open_model_file, read_vocab
 from .tensor_names import ggml_to_gguf, gguf_to_ggml
 from .writer import RawTensor, write_ggml, write_gguf
 
@@ -12,6 +12,7 @@ __all__ = [
     "ggml_to_gguf",
     "gguf_to_ggml",
     "open_model_file",
+    "read_vocab",
     "write_ggml",
     "write_gguf",
 ]

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ModelFormatError
 from ..ggml_types import FileType
 from ..hparams import HParams
-from ..vocab import TokenType, Vocab
+from ..vocab import GGML_V3_UNKNOWN_PIECE, TokenType, Vocab
 from .binary import Cursor
 from .model_file import ModelFile
 from .tensor_names import gguf_to_ggml
@@ -30,9 +30,6 @@ GGJT_MAGIC = 0x67676A74
 GGMF_MAGIC = 0x67676D66
 GGML_MAGIC = 0x67676D6C
 MAX_VOCAB = 1 << 22
-
-GGML_V3_UNKNOWN_PIECE = " \u2047 ".encode()
-"""How the 2023 converter wrote SentencePiece's unknown piece."""
 
 LLAMA2_DEFAULTS = {
     "n_ctx_train": (4096, "not stored in GGML v3: Llama-2 default 4096"),
@@ -70,11 +67,7 @@ def read_ggjt(path: Path, buf: memoryview, overrides: dict[str, Any]) -> ModelFi
     if not 0 < n_vocab <= MAX_VOCAB:
         raise cur.fail(f"n_vocab = {n_vocab} is invalid")
 
-    pieces: list[bytes] = []
-    scores = np.empty(n_vocab, dtype=np.float32)  # float32 (n_vocab,)
-    for i in range(n_vocab):
-        pieces.append(cur.raw(cur.u32(f"vocab entry {i} length"), f"vocab entry {i}"))
-        scores[i] = cur.f32(f"vocab entry {i} score")
+    pieces, scores = _read_vocab(cur, n_vocab)
 
     headers = []
     while cur.pos < cur.size:
@@ -137,14 +130,34 @@ def read_ggjt(path: Path, buf: memoryview, overrides: dict[str, Any]) -> ModelFi
     )
     check_hparams(hp, path)
     check_llama_tensors(tensors, hp, path, gguf_to_ggml)
-    vocab = Vocab(
-        pieces=pieces,
-        scores=scores,
-        token_types=ggml_v3_token_types(pieces),
-        model="llama",
-        piece_encoding="ggml-v3",
-    )
-    return ModelFile(path, "ggjt-v3", hp, vocab, tensors, {}, inferred)
+    return ModelFile(path, "ggjt-v3", hp, _ggml_v3_vocab(pieces, scores), tensors, {}, inferred)
+
+
+def _read_vocab(cur: Cursor, n_vocab: int) -> tuple[list[bytes], np.ndarray]:
+    pieces: list[bytes] = []
+    scores = np.empty(n_vocab, dtype=np.float32)  # float32 (n_vocab,)
+    for i in range(n_vocab):
+        pieces.append(cur.raw(cur.u32(f"vocab entry {i} length"), f"vocab entry {i}"))
+        scores[i] = cur.f32(f"vocab entry {i} score")
+    return pieces, scores
+
+
+def _ggml_v3_vocab(pieces: list[bytes], scores: np.ndarray) -> Vocab:
+    return Vocab(pieces=pieces, scores=scores, token_types=ggml_v3_token_types(pieces), model="llama",
+                 piece_encoding="ggml-v3")
+
+
+def read_ggjt_vocab(path: Path, buf: memoryview) -> Vocab:
+    """Only the vocabulary of a GGJT v3 file (for tokenizers)."""
+    cur = Cursor(buf, path, "GGML v3 (GGJT) file", pos=4)
+    version = cur.u32("version")
+    if version != 3:
+        raise legacy_format_error(path, GGJT_MAGIC, version)
+    n_vocab = cur.u32("n_vocab")
+    if not 0 < n_vocab <= MAX_VOCAB:
+        raise cur.fail(f"n_vocab = {n_vocab} is invalid")
+    cur.pos += 6 * 4
+    return _ggml_v3_vocab(*_read_vocab(cur, n_vocab))
 
 
 def ggml_v3_token_types(pieces: list[bytes]) -> np.ndarray:

@@ -103,9 +103,9 @@ def _decode_strings(value: Any) -> Any:
     return value
 
 
-def read_gguf(path: Path, buf: memoryview, overrides: dict[str, Any]) -> ModelFile:
-    """Parse a GGUF file whose bytes are ``buf`` (see :func:`airoboros_ggml.open_model_file`)."""
-    cur = Cursor(buf, path, "GGUF file", pos=4)
+def _read_header(cur: Cursor) -> tuple[int, int, dict[str, Any], dict[str, Any]]:
+    """Version, tensor count, raw metadata (strings as bytes) and decoded metadata."""
+    path = cur.path
     version = cur.u32("version")
     if version == 1:
         raise ModelFormatError(
@@ -122,12 +122,24 @@ def read_gguf(path: Path, buf: memoryview, overrides: dict[str, Any]) -> ModelFi
     n_kv = cur.u64("metadata count")
     if n_tensors > MAX_TENSORS or n_kv > MAX_KV:
         raise cur.fail(f"absurd header counts ({n_tensors} tensors, {n_kv} metadata entries)")
-
     raw_meta: dict[str, Any] = {}
     for _ in range(n_kv):
         key = _string(cur, "metadata key").decode("utf-8", errors="replace")
         raw_meta[key] = _value(cur, cur.u32(f"metadata {key!r} type"), key)
     metadata = {k: _decode_strings(v) for k, v in raw_meta.items()}
+    return version, n_tensors, raw_meta, metadata
+
+
+def read_gguf_vocab(path: Path, buf: memoryview) -> Vocab:
+    """Only the vocabulary of a GGUF file, whatever its architecture (for tokenizers)."""
+    _, _, raw_meta, metadata = _read_header(Cursor(buf, path, "GGUF file", pos=4))
+    return _vocab(raw_meta, metadata, path)
+
+
+def read_gguf(path: Path, buf: memoryview, overrides: dict[str, Any]) -> ModelFile:
+    """Parse a GGUF file whose bytes are ``buf`` (see :func:`airoboros_ggml.open_model_file`)."""
+    cur = Cursor(buf, path, "GGUF file", pos=4)
+    version, n_tensors, raw_meta, metadata = _read_header(cur)
 
     arch = metadata.get("general.architecture")
     if arch != "llama":
@@ -159,7 +171,7 @@ def read_gguf(path: Path, buf: memoryview, overrides: dict[str, Any]) -> ModelFi
     hparams, inferred = _hparams(metadata, tensors, path, overrides)
     check_hparams(hparams, path)
     check_llama_tensors(tensors, hparams, path, lambda n: n)
-    vocab = _vocab(raw_meta, metadata, hparams, path)
+    vocab = _vocab(raw_meta, metadata, path)
     return ModelFile(path, f"gguf-v{version}", hparams, vocab, tensors, metadata, inferred)
 
 
@@ -224,7 +236,7 @@ def _hparams(meta: dict[str, Any], tensors, path: Path, overrides: dict[str, Any
     return (hp.replace(**overrides) if overrides else hp), inferred
 
 
-def _vocab(raw: dict[str, Any], meta: dict[str, Any], hp: HParams, path: Path) -> Vocab:
+def _vocab(raw: dict[str, Any], meta: dict[str, Any], path: Path) -> Vocab:
     tokens = raw.get("tokenizer.ggml.tokens")
     if not isinstance(tokens, list) or not all(isinstance(t, bytes) for t in tokens):
         raise ModelFormatError(f"{path}: tokenizer.ggml.tokens is missing or not a list of strings")

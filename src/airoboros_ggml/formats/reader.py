@@ -5,11 +5,14 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..errors import ModelFormatError
-from .ggjt import GGJT_MAGIC, GGMF_MAGIC, GGML_MAGIC, legacy_format_error, read_ggjt
-from .gguf import GGUF_MAGIC, read_gguf
+from ..vocab import Vocab
+from .ggjt import GGJT_MAGIC, GGMF_MAGIC, GGML_MAGIC, legacy_format_error, read_ggjt, read_ggjt_vocab
+from .gguf import GGUF_MAGIC, read_gguf, read_gguf_vocab
 from .model_file import ModelFile
 
 
@@ -36,13 +39,44 @@ def open_model_file(
         ModelFormatError: the file is not a supported model file, or is damaged. The message says what
             the file is and what to do.
     """
-    path = Path(path)
     overrides = {
         "n_ctx_train": n_ctx_train,
         "rms_norm_eps": rms_norm_eps,
         "rope_freq_base": rope_freq_base,
         "rope_freq_scale": rope_freq_scale,
     }
+    path, mm = _map(path)
+    try:
+        model_file = _parse(path, mm, read_gguf, read_ggjt, overrides)
+        if model_file.vocab.n_vocab != model_file.hparams.n_vocab:
+            raise ModelFormatError(
+                f"{path}: the vocabulary has {model_file.vocab.n_vocab} tokens but the model expects "
+                f"{model_file.hparams.n_vocab}"
+            )
+    except BaseException:
+        _close(mm)
+        raise
+    model_file.mmap = mm
+    return model_file
+
+
+def read_vocab(path: str | os.PathLike) -> Vocab:
+    """Read only the vocabulary of a GGJT v3 or GGUF v2/v3 file, of any architecture.
+
+    Works on vocabulary-only GGUF files (no tensors) such as llama.cpp's ``ggml-vocab-*.gguf``.
+
+    Raises:
+        ModelFormatError: not a supported file, or damaged.
+    """
+    path, mm = _map(path)
+    try:
+        return _parse(path, mm, read_gguf_vocab, read_ggjt_vocab)
+    finally:
+        _close(mm)
+
+
+def _map(path: str | os.PathLike) -> tuple[Path, mmap.mmap]:
+    path = Path(path)
     if not path.exists():
         raise ModelFormatError(f"{path}: no such file")
     if not path.is_file():
@@ -51,42 +85,32 @@ def open_model_file(
     if size < 8:
         raise ModelFormatError(f"{path}: file is only {size} bytes, too short to be a model file")
     with open(path, "rb") as f:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return path, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _close(mm: mmap.mmap) -> None:
     try:
-        model_file = _parse(path, mm, overrides)
-    except BaseException:
-        try:
-            mm.close()
-        except BufferError:  # tensor views were made before the error; the map goes with them
-            pass
-        raise
-    model_file.mmap = mm
-    return model_file
+        mm.close()
+    except BufferError:  # views into the map still exist; it is released when they are
+        pass
 
 
-def _parse(path: Path, mm: mmap.mmap, overrides: dict) -> ModelFile:
+def _parse(path: Path, mm: mmap.mmap, gguf_reader: Callable, ggjt_reader: Callable, *args: Any) -> Any:
     buf = memoryview(mm)
     try:
         head = bytes(buf[:8])
         (magic,) = struct.unpack_from("<I", head)
         if head[:4] == GGUF_MAGIC:
-            model_file = read_gguf(path, buf, overrides)
-        elif magic == GGJT_MAGIC:
-            model_file = read_ggjt(path, buf, overrides)
-        elif magic in (GGMF_MAGIC, GGML_MAGIC):
+            return gguf_reader(path, buf, *args)
+        if magic == GGJT_MAGIC:
+            return ggjt_reader(path, buf, *args)
+        if magic in (GGMF_MAGIC, GGML_MAGIC):
             version = struct.unpack_from("<I", head, 4)[0] if magic == GGMF_MAGIC else None
             raise legacy_format_error(path, magic, version)
-        else:
-            raise ModelFormatError(
-                f"{path}: not a model file (first bytes {head[:4]!r}); expected a GGUF file or a GGML v3 "
-                "(.ggmlv3.*.bin) Llama model"
-            )
-        if model_file.vocab.n_vocab != model_file.hparams.n_vocab:
-            raise ModelFormatError(
-                f"{path}: the vocabulary has {model_file.vocab.n_vocab} tokens but the model expects "
-                f"{model_file.hparams.n_vocab}"
-            )
-        return model_file
+        raise ModelFormatError(
+            f"{path}: not a model file (first bytes {head[:4]!r}); expected a GGUF file or a GGML v3 "
+            "(.ggmlv3.*.bin) Llama model"
+        )
     except ModelFormatError:
         raise
     except (ValueError, OverflowError, MemoryError, UnicodeError, struct.error, IndexError) as e:

@@ -79,10 +79,9 @@ class Tokenizer:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Tokenizer:
         """Build the tokenizer of a GGML v3 or GGUF file (vocabulary-only GGUF files work too)."""
-        from ..formats import open_model_file
+        from ..formats import read_vocab
 
-        with open_model_file(path) as model_file:
-            return cls(model_file.vocab)
+        return cls(read_vocab(path))
 
     # ------------------------------------------------------------------ properties
 

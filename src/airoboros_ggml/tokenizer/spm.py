@@ -20,13 +20,10 @@ import numpy as np
 import sentencepiece
 
 from ..errors import ModelFormatError
-from ..vocab import TokenType, Vocab
+from ..vocab import TokenType, Vocab, to_piece_encoding
 
 SPACE_SYMBOL = "\u2581"
 """SentencePiece's escaped space (``▁``)."""
-
-GGML_V3_UNKNOWN_PIECE = " \u2047 ".encode()
-"""How the 2023 converter wrote the unknown piece into GGML v3 files."""
 
 _BPE = 2
 
@@ -114,22 +111,7 @@ def sentencepiece_pieces(vocab: Vocab) -> list[str]:
     encoding: plain spaces become ``▁``, single raw bytes of BYTE tokens become ``<0xNN>``, the empty
     control pieces of ids 1 and 2 become ``<s>`` and ``</s>``, and the unknown piece becomes ``<unk>``.
     """
-    types = vocab.token_types
-    out = []
-    for i, raw in enumerate(vocab.pieces):
-        if vocab.piece_encoding != "ggml-v3":
-            out.append(raw.decode("utf-8", errors="replace"))
-            continue
-        ttype = int(types[i])
-        if ttype == TokenType.BYTE and len(raw) == 1:
-            out.append(f"<0x{raw[0]:02X}>")
-        elif ttype == TokenType.UNKNOWN:
-            out.append("<unk>")
-        elif ttype == TokenType.CONTROL and not raw:
-            out.append({1: "<s>", 2: "</s>"}.get(i, f"<ctrl{i}>"))
-        else:
-            out.append(raw.decode("utf-8", errors="replace").replace(" ", SPACE_SYMBOL))
-    return out
+    return [p.decode("utf-8", errors="replace") for p in to_piece_encoding(vocab, "gguf")]
 
 
 class SpmEncoder:

