@@ -18,6 +18,7 @@ from .formats import ModelFile, open_model_file
 from .generation import Chunk, Completion, Timings, Usage
 from .options import LoadOptions, SamplingOptions
 from .runtime import KVCache, LlamaForward, LlamaWeights
+from .runtime.blas import set_blas_threads
 from .sampling import make_sampler
 from .stops import StopMatcher
 from .templates import PromptTemplate, get_template
@@ -72,7 +73,7 @@ class Model:
     def _run(self, tokens: Sequence[int], cache: KVCache, all_logits: bool) -> np.ndarray:
         """Evaluate tokens in chunks of n_batch; logits of every token (n, n_vocab) or the last (n_vocab,)."""
         global _compiled
-        numba.set_num_threads(self.n_threads)
+        self._set_threads()
         if not _compiled:
             log.info("preparing numba kernels (compiled on first use, then loaded from the on-disk cache)")
         start = time.perf_counter()
@@ -88,6 +89,12 @@ class Model:
             _compiled = True
             log.info("kernels ready after %.1f s", time.perf_counter() - start)
         return np.concatenate(outputs) if all_logits else outputs[-1]
+
+    def _set_threads(self) -> None:
+        # numba kernels use n_threads; OpenBLAS (batched matmul) gets one thread so that its spinning
+        # workers do not compete with numba's for the same cores (measured: 10-40x slower otherwise)
+        numba.set_num_threads(self.n_threads)
+        set_blas_threads(1)
 
     def _check_tokens(self, tokens: Sequence[int]) -> list[int]:
         ids = [int(t) for t in tokens]
@@ -123,7 +130,7 @@ class Model:
         if len(ids) > self.n_ctx:
             raise ContextOverflowError(len(ids), self.n_ctx)
         with self._lock:
-            numba.set_num_threads(self.n_threads)
+            self._set_threads()
             cache = KVCache(self.hparams, len(ids))
             sums = np.zeros(self.hparams.n_embd, dtype=np.float64)  # float64 (n_embd,)
             for i in range(0, len(ids), self.n_batch):
