@@ -211,3 +211,10 @@ def matvec_generic(code, raw, x, out):
             for i in range(n):
                 acc += buf[i] * x[i]
             out[r] = acc
+
+
+@numba.njit(cache=True, nogil=True)
+def dequantize_range_serial(code, raw, r0, out):
+    """Single-threaded, GIL-free :func:`dequantize_range` (used by matmul's worker threads)."""
+    for i in range(out.shape[0]):
+        decode_row(code, raw[r0 + i], out[i])

@@ -1,8 +1,10 @@
 """Weight matrices over raw (memory-mapped) quantized rows: matvec, tiled matmul, row lookup.
 
-Threads: every kernel runs with numba ``prange``; the caller chooses the thread count with
-``numba.set_num_threads(n)`` (the model sets it from its ``n_threads``). ``matmul`` also calls numpy's BLAS
-(OpenBLAS), whose threads are set with the ``OPENBLAS_NUM_THREADS`` environment variable or threadpoolctl.
+Threads: ``matvec``/``get_rows`` run numba ``prange`` kernels; the caller chooses the thread count with
+``numba.set_num_threads(n)`` (the model sets it from its ``n_threads``). ``matmul`` runs
+``numba.get_num_threads()`` Python worker threads, each dequantizing its own row tiles (GIL-free numba kernel)
+and multiplying them with numpy's BLAS; for best speed keep OpenBLAS itself at one thread
+(``airoboros_ggml.runtime.blas.set_blas_threads(1)``), otherwise BLAS and worker threads oversubscribe.
 
 Memory: :class:`WeightMatrix` keeps only the caller's zero-copy view of the raw rows (no side arrays;
 per-call scratch is at most one float32 tile of ``TILE_ROWS x n_in`` plus a few small vectors).
@@ -10,6 +12,10 @@ per-call scratch is at most one float32 tile of ``TILE_ROWS x n_in`` plus a few 
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
 import numpy as np
 
 from ..ggml_types import GGMLType, ggml_type
@@ -22,6 +28,19 @@ TILE_ROWS = 256
 
 MATVEC_MAX_TOKENS = 2
 """Batches of at most this many tokens use the fused matvec kernel per token instead of tiles + BLAS."""
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Shared worker threads for :meth:`WeightMatrix.matmul` (as many as numba may use)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS, thread_name_prefix="quants")
+        return _POOL
 
 
 class WeightMatrix:
@@ -103,12 +122,23 @@ class WeightMatrix:
             np.matmul(X, self._w32.T, out=out)
             return out
         rows = min(TILE_ROWS, self.n_out)
-        tile = np.empty((rows, self.n_in), dtype=np.float32)  # float32 (TILE_ROWS, n_in) scratch
+        starts = list(range(0, self.n_out, rows))
+        out_t = np.empty((self.n_out, n_tok), dtype=np.float32)  # float32 (n_out, n_tok)
         code = int(self.ggml_type)
-        for r0 in range(0, self.n_out, rows):
-            m = min(rows, self.n_out - r0)
-            K.dequantize_range(code, self.raw, r0, tile[:m])
-            np.matmul(X, tile[:m].T, out=out[:, r0 : r0 + m])
+        n_workers = max(1, min(numba.get_num_threads(), len(starts)))
+
+        def work(k: int) -> None:
+            tile = np.empty((rows, self.n_in), dtype=np.float32)  # float32 (TILE_ROWS, n_in) scratch
+            for r0 in starts[k::n_workers]:
+                m = min(rows, self.n_out - r0)
+                K.dequantize_range_serial(code, self.raw, r0, tile[:m])
+                np.matmul(tile[:m], X.T, out=out_t[r0 : r0 + m])
+
+        if n_workers == 1:
+            work(0)
+        else:
+            list(_pool().map(work, range(n_workers)))
+        out[:] = out_t.T
         return out
 
     def get_rows(self, ids: np.ndarray) -> np.ndarray:
