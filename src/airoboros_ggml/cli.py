@@ -53,14 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _optional_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    adders = []
-    try:
-        from .tokenizer.cli import add_tokenize_parser
-    except ImportError:  # pragma: no cover - during development only
-        pass
-    else:
-        adders.append(add_tokenize_parser)
-    return adders
+    from .run_command import add_run_parsers
+    from .tokenizer.cli import add_tokenize_parser
+
+    return [add_tokenize_parser, add_run_parsers]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
