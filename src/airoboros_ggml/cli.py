@@ -53,10 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _optional_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    from .bench import add_bench_parser
     from .run_command import add_run_parsers
     from .tokenizer.cli import add_tokenize_parser
 
-    return [add_tokenize_parser, add_run_parsers]
+    return [add_tokenize_parser, add_run_parsers, add_bench_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
