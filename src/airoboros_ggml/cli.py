@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import ModelFormatError
+from .errors import ContextOverflowError, ModelFormatError
 
 log = logging.getLogger("airoboros_ggml")
 
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except ModelFormatError as e:
+    except (ModelFormatError, ContextOverflowError) as e:
         print(f"airoboros-ggml: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

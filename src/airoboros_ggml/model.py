@@ -255,14 +255,8 @@ class Model:
         return _strip_leading(self.complete(self._chat_prompt(messages), **self._chat_sampling(sampling)))
 
     def stream_chat(self, messages: Sequence[Mapping[str, str]], **sampling: Any) -> Iterator[Chunk]:
-        """Stream the answer to a conversation (see :meth:`chat`)."""
-        started = False
-        for chunk in self.stream(self._chat_prompt(messages), **self._chat_sampling(sampling)):
-            if not started:
-                text = chunk.text.lstrip()
-                started = bool(text)
-                chunk = Chunk(text, chunk.token_ids, chunk.finish_reason, chunk.usage, chunk.timings)
-            yield chunk
+        """Stream the answer to a conversation (see :meth:`chat`); errors are raised before the first chunk."""
+        return _lstrip_stream(self.stream(self._chat_prompt(messages), **self._chat_sampling(sampling)))
 
     def _chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str:
         return self.template.format(messages)
@@ -275,6 +269,16 @@ class Model:
     def close(self) -> None:
         """Release the memory-mapped file."""
         self.file.close()
+
+
+def _lstrip_stream(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    started = False
+    for chunk in chunks:
+        if not started:
+            text = chunk.text.lstrip()
+            started = bool(text)
+            chunk = Chunk(text, chunk.token_ids, chunk.finish_reason, chunk.usage, chunk.timings)
+        yield chunk
 
 
 def _strip_leading(c: Completion) -> Completion:

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from .errors import ContextOverflowError
 from .generation import Chunk
 from .model import Model, load
 from .options import LoadOptions, SamplingOptions, format_validation_error
@@ -149,9 +150,23 @@ def _interactive(model: Model, args, sampling: dict[str, Any], turns: list[dict[
             turns.clear()
             continue
         turns.append({"role": "user", "content": line})
+        while True:
+            try:
+                chunks = model.stream_chat(_messages(args.system, turns), **sampling)
+                break
+            except ContextOverflowError as e:
+                if len(turns) <= 1:
+                    sys.stderr.write(f"airoboros-ggml: {e}\n")
+                    turns.clear()
+                    chunks = None
+                    break
+                del turns[:2]  # forget the oldest exchange and try again
+                log.info("conversation exceeds the context: dropped the oldest turn")
+        if chunks is None:
+            continue
         reply: list[str] = []
         last = None
-        for chunk in model.stream_chat(_messages(args.system, turns), **sampling):
+        for chunk in chunks:
             sys.stdout.write(chunk.text)
             sys.stdout.flush()
             reply.append(chunk.text)
