@@ -125,7 +125,7 @@ def write_gguf_streaming(path: Path, hparams: HParams, vocab, tensors: LazyTenso
 
 
 def make(fmt: str, force: bool = False) -> Path:
-    """Create (unless cached) the 7B-shaped q4_K_M file in ``fmt`` (``"ggml"`` or ``"gguf"``); return its path."""
+    """Create (unless cached) the 7B-shaped q4_K_M file, ``fmt`` ``"ggml"`` or ``"gguf"``; return its path."""
     path = cache_dir() / (GGML_NAME if fmt == "ggml" else GGUF_NAME)
     if path.exists() and not force and (fmt != "ggml" or path.stat().st_size == GGML_V3_BYTES):
         return path

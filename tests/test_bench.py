@@ -18,7 +18,8 @@ from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vo
 def tiny_model(tmp_path_factory):
     hp = tiny_hparams(ftype=FileType.MOSTLY_Q4_0)
     path = tmp_path_factory.mktemp("bench") / "tiny-q4_0.gguf"
-    write_gguf(path, hp, tiny_vocab(hp.n_vocab), random_llama_tensors(hp, FileType.MOSTLY_Q4_0, quantize=False))
+    tensors = random_llama_tensors(hp, FileType.MOSTLY_Q4_0, quantize=False)
+    write_gguf(path, hp, tiny_vocab(hp.n_vocab), tensors)
     return path
 
 
@@ -40,7 +41,8 @@ def test_run_bench_reports_sane_fields(tiny_model):
 
 
 def test_bench_cli_json(tiny_model, capsys):
-    assert main(["bench", "-m", str(tiny_model), "-p", "8", "-n", "3", "-t", "1", "--reps", "1", "--json"]) == 0
+    argv = ["bench", "-m", str(tiny_model), "-p", "8", "-n", "3", "-t", "1", "--reps", "1", "--json"]
+    assert main(argv) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["n_ctx"] == 600 and r["format"].lower().startswith("gguf")
     assert r["prompt_tok_s"] > 0 and r["gen_tok_s"] > 0 and r["ttft_s"] > 0

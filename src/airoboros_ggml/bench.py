@@ -101,7 +101,7 @@ def run_bench(
         raise ValueError("need n_gen == 0 or >= 2, n_prompt >= 0 and reps >= 1")
     n_ctx = n_ctx or max(600, n_prompt + 1, GEN_PROMPT + n_gen, TTFT_PROMPT + 1)
     if n_prompt >= n_ctx or GEN_PROMPT + n_gen > n_ctx:
-        raise ValueError(f"context {n_ctx} too small for a {n_prompt}-token prompt or {n_gen} generated tokens")
+        raise ValueError(f"context {n_ctx} too small for a {n_prompt}-token prompt or {n_gen} new tokens")
     options: dict[str, Any] = {"n_ctx": n_ctx, "n_batch": n_batch, "kv_reuse": False}
     if n_threads:
         options["n_threads"] = n_threads
@@ -179,7 +179,8 @@ def machine_description() -> str:
         mem = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM"
     except (ValueError, OSError, AttributeError):
         pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs{mem}, Python {platform.python_version()}, {platform.system()}"
+    py = platform.python_version()
+    return f"{cpu}, {os.cpu_count()} logical CPUs{mem}, Python {py}, {platform.system()}"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -193,10 +194,12 @@ def render(report: dict[str, Any]) -> str:
 
     mb = 1024 * 1024
     rows = [
-        (f"prompt processing ({r['n_prompt']} tok)", f"{r['prompt_tok_s']:.2f} tok/s", spread("prompt_tok_s", ".2f")),
+        (f"prompt processing ({r['n_prompt']} tok)", f"{r['prompt_tok_s']:.2f} tok/s",
+         spread("prompt_tok_s", ".2f")),
         (f"generation ({r['n_gen']} tok)", f"{r['gen_tok_s']:.2f} tok/s", spread("gen_tok_s", ".2f")),
         (f"time to first token ({TTFT_PROMPT} tok, warm)", f"{r['ttft_s']:.3f} s", spread("ttft_s", ".3f")),
-        ("process start -> first token", "n/a" if r["process_ttft_s"] is None else f"{r['process_ttft_s']:.2f} s",
+        ("process start -> first token",
+         "n/a" if r["process_ttft_s"] is None else f"{r['process_ttft_s']:.2f} s",
          f"first call {r['first_call_s']:.2f} s"),
         ("load", f"{r['load_s']:.2f} s", ""),
         ("peak RSS", f"{r['peak_rss_bytes'] / mb:.0f} MB",
