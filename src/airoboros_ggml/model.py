@@ -19,14 +19,13 @@ from .generation import Chunk, Completion, Timings, Usage
 from .options import LoadOptions, SamplingOptions
 from .runtime import KVCache, LlamaForward, LlamaWeights
 from .runtime.blas import set_blas_threads
+from .runtime.warmup import warm_up, weight_types
 from .sampling import make_sampler
 from .stops import StopMatcher
 from .templates import PromptTemplate, get_template
 from .tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
-
-_compiled = False  # whether this process has run the kernels once (first use compiles or loads the cache)
 
 Prompt = str | Sequence[int]
 
@@ -53,7 +52,9 @@ class Model:
         self.template: PromptTemplate = get_template(
             options.prompt_format, chat_template=model_file.vocab.chat_template
         )
-        self._forward = LlamaForward(self.hparams, LlamaWeights.from_model_file(model_file))
+        weights = LlamaWeights.from_model_file(model_file)
+        self._weight_types = weight_types(weights)
+        self._forward = LlamaForward(self.hparams, weights)
         self._cache = KVCache(self.hparams, self.n_ctx)
         self._lock = threading.Lock()
 
@@ -72,11 +73,8 @@ class Model:
 
     def _run(self, tokens: Sequence[int], cache: KVCache, all_logits: bool) -> np.ndarray:
         """Evaluate tokens in chunks of n_batch; logits of every token (n, n_vocab) or the last (n_vocab,)."""
-        global _compiled
         self._set_threads()
-        if not _compiled:
-            log.info("preparing numba kernels (compiled on first use, then loaded from the on-disk cache)")
-        start = time.perf_counter()
+        warm_up(self._weight_types)
         outputs = []
         for i in range(0, len(tokens), self.n_batch):
             chunk = np.asarray(tokens[i : i + self.n_batch], dtype=np.int64)
@@ -85,9 +83,6 @@ class Model:
                 outputs.append(self._forward.logits(hidden))
             elif i + self.n_batch >= len(tokens):
                 outputs.append(self._forward.logits(hidden[-1:])[0])
-        if not _compiled:
-            _compiled = True
-            log.info("kernels ready after %.1f s", time.perf_counter() - start)
         return np.concatenate(outputs) if all_logits else outputs[-1]
 
     def _set_threads(self) -> None:
