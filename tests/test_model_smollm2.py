@@ -1,0 +1,159 @@
+"""SmolLM2-135M (real Q4_1 weights) against llama.cpp's golden outputs (tests/data/smollm2-llamacpp-reference.json).
+
+The reference holds, for three prompts, llama.cpp's tokenization, the top-20 logits after every prompt
+token and 32 greedy tokens. Our forward pass computes the exact math of the dequantized weights (it matches
+a float64 numpy Llama on this file to 1e-4), while llama.cpp quantizes activations to 8 bits for the
+quantized dot products and keeps keys/values in fp16. Measured on this file, that makes llama.cpp's logits
+differ from the exact ones by up to ~1.1 (over the whole vocabulary; logits are ~10-37 for the top tokens
+with a per-position standard deviation of ~3-4), and llama.cpp 0.3.36 on another CPU differs from the
+committed reference by up to 0.71 itself. So:
+
+* the top-20 logits are compared with an absolute tolerance of 1.0 (largest difference measured: 0.73;
+  ~3% of the top logit, ~0.25 of a position's logit standard deviation) and an RMS bound of 0.4
+  (measured: ~0.26) — a wrong RoPE, norm or dequantization shifts logits by several units;
+* greedy decisions are compared along llama.cpp's own greedy path (teacher forcing): our argmax must be
+  llama.cpp's token at every step except near-ties, where the two logits are within 0.3 of each other
+  (measured: one such step per prompt, with gaps of 0.094, 0.206 and 0.081).
+
+Free-running greedy generation cannot follow llama.cpp once a near-tie goes the other way: the English
+paragraph has a 0.094 tie at token 4 ("kind" vs "powerful"), which llama.cpp itself resolves differently
+on this machine (local llama.cpp diverges from the committed ids at token 3). The exact 32-token check the
+issue asks for is kept as a strict xfail that documents this.
+
+Greedy runs pass ``repeat_penalty=1.0``: as in llama.cpp ``main``, temperature 0 picks the best token
+*after* the penalties, whose default (1.1) would change the continuation.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import airoboros_ggml as ag
+from conftest import DATA
+
+REFERENCE = json.loads((DATA / "smollm2-llamacpp-reference.json").read_text(encoding="utf-8"))
+CASES = REFERENCE["cases"]
+ENGLISH = 0  # "Once upon a time, in a small village by the sea, there lived"
+
+LOGIT_ATOL = 1.0  # see the module docstring
+LOGIT_RMS = 0.4
+TIE = 0.3  # logit gap below which llama.cpp's and our greedy choice may legitimately differ
+
+
+@pytest.fixture(scope="module")
+def model(smollm2):
+    m = ag.load(smollm2, n_ctx=512, prompt_format="auto")
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def path_logits(model):
+    """Our logits along llama.cpp's prompt + greedy path, one evaluation per case."""
+    return {
+        i: model.logits(case["prompt_ids"] + case["greedy_ids"][:-1])  # float32 (n_prompt + 31, n_vocab)
+        for i, case in enumerate(CASES)
+    }
+
+
+@pytest.fixture(scope="module")
+def english_greedy(model):
+    return model.complete(CASES[ENGLISH]["prompt_ids"], temperature=0, repeat_penalty=1.0, max_tokens=32)
+
+
+def test_file_is_the_reference_one(model):
+    assert model.hparams.n_vocab == 49152 and model.hparams.n_layer == 30
+    assert model.file.path.name in REFERENCE["model"]
+
+
+@pytest.mark.parametrize("i", range(len(CASES)))
+def test_tokenization_matches_llamacpp(model, i):
+    case = CASES[i]
+    assert model.tokenizer.tokenize(case["prompt"], add_bos=False, special=True) == case["prompt_ids"]
+    # SmolLM2 declares no BOS, so a text prompt given to complete() is exactly these ids
+    assert model.tokenizer.tokenize(case["prompt"], add_bos=True, special=True) == case["prompt_ids"]
+
+
+@pytest.mark.parametrize("i", range(len(CASES)))
+def test_prompt_logits_match_llamacpp(path_logits, i):
+    case = CASES[i]
+    logits = path_logits[i][: len(case["prompt_ids"])]  # float32 (n_prompt, n_vocab)
+    diffs = []
+    for pos, ref in enumerate(case["top20"]):
+        ids = np.asarray(ref["ids"])  # int (20,)
+        ref_values = np.asarray(ref["logits"])  # float64 (20,)
+        ours = logits[pos]  # float32 (n_vocab,)
+        assert int(np.argmax(ours)) == ids[0], f"top-1 differs at prompt position {pos}"
+        overlap = len(set(np.argsort(-ours)[:20].tolist()) & set(ids.tolist()))
+        assert overlap >= 15, f"only {overlap} of llama.cpp's top 20 are ours at position {pos}"
+        diffs.append(ours[ids] - ref_values)
+    diffs = np.asarray(diffs)  # float64 (n_prompt, 20)
+    assert np.max(np.abs(diffs)) <= LOGIT_ATOL
+    assert np.sqrt(np.mean(diffs**2)) <= LOGIT_RMS
+
+
+@pytest.mark.parametrize("i", range(len(CASES)))
+def test_greedy_choices_match_llamacpp_along_its_path(path_logits, i):
+    case = CASES[i]
+    greedy = np.asarray(case["greedy_ids"])  # int (32,)
+    logits = path_logits[i][len(case["prompt_ids"]) - 1 :]  # float32 (32, n_vocab)
+    ours = logits.argmax(axis=1)  # int (32,)
+    gaps = logits.max(axis=1) - logits[np.arange(32), greedy]  # float32 (32,)
+    differ = np.nonzero(ours != greedy)[0]
+    assert len(differ) <= 2, f"greedy choices differ at steps {differ.tolist()}"
+    assert np.all(gaps <= TIE), f"llama.cpp's choice is {gaps.max():.3f} below our best at some step"
+
+
+def test_greedy_english_paragraph_follows_llamacpp_until_a_near_tie(model, english_greedy):
+    case = CASES[ENGLISH]
+    tokens = english_greedy.tokens
+    assert len(tokens) == 32 and english_greedy.finish_reason == "length"
+    assert english_greedy.text == model.tokenizer.detokenize(tokens, at_start=False)
+    n_same = next((k for k, (a, b) in enumerate(zip(tokens, case["greedy_ids"])) if a != b), 32)
+    assert n_same >= 3
+    if n_same < 32:  # the first difference must be a near-tie in our own logits
+        logits = model.logits(case["prompt_ids"] + tokens[:n_same])[-1]  # float32 (n_vocab,)
+        assert logits[tokens[n_same]] - logits[case["greedy_ids"][n_same]] <= TIE
+    # free-running decode (cached, one token at a time) = argmax of a full recompute along its own path
+    full = model.logits(case["prompt_ids"] + tokens[:-1])[len(case["prompt_ids"]) - 1 :]
+    assert full.argmax(axis=1).tolist() == tokens
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a 0.094-logit near-tie at token 4 ('kind' vs 'powerful') goes the other way than in the "
+    "reference; llama.cpp itself does not reproduce the committed ids on this machine (see module doc)",
+)
+def test_greedy_english_paragraph_identical_to_llamacpp(english_greedy):
+    assert english_greedy.tokens == CASES[ENGLISH]["greedy_ids"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("i", [i for i in range(len(CASES)) if i != ENGLISH])
+def test_greedy_other_prompts_follow_llamacpp_until_a_near_tie(model, i):
+    case = CASES[i]
+    tokens = model.complete(case["prompt_ids"], temperature=0, repeat_penalty=1.0, max_tokens=32).tokens
+    n_same = next((k for k, (a, b) in enumerate(zip(tokens, case["greedy_ids"])) if a != b), 32)
+    assert n_same >= 8
+    if n_same < 32:
+        logits = model.logits(case["prompt_ids"] + tokens[:n_same])[-1]  # float32 (n_vocab,)
+        assert logits[tokens[n_same]] - logits[case["greedy_ids"][n_same]] <= TIE
+
+
+def test_auto_prompt_format_is_chatml(model, smollm2):
+    assert model.template.name == "chatml"
+    prompt = model.format_chat([{"role": "user", "content": "Hi"}])
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
+    default = ag.load(smollm2, n_ctx=64)
+    try:
+        assert default.template.name == "airoboros"  # the default stays airoboros unless asked for auto
+    finally:
+        default.close()
+
+
+def test_chatml_capital_of_france(model):
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    answer = model.chat(messages, temperature=0, max_tokens=24)
+    assert "Paris" in answer.text
+    assert "<|im_end|>" not in answer.text and not answer.text.startswith(" ")
