@@ -119,8 +119,10 @@ def ctransformers_worker(path: str, n_prompt: int, n_gen: int, threads: int, ctx
     rng = np.random.default_rng(0)
     greedy = {"top_k": 1, "temperature": 0.0, "repetition_penalty": 1.0}
 
+    n_vocab = llm.vocab_size
+
     def ids(n: int) -> list[int]:
-        return [int(t) for t in rng.integers(3, 32000, size=n)]
+        return [int(t) for t in rng.integers(3, n_vocab, size=n)]
 
     def first_token(tokens: list[int]) -> float:
         llm.reset()
