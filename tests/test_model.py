@@ -138,7 +138,8 @@ def test_prompt_longer_than_the_context(tiny_path):
         list(model.stream("a long prompt " * 20))
     with pytest.raises(ContextOverflowError):
         model.logits([300] * 17)
-    assert len(model.complete([1] * 15, max_tokens=5, logit_bias={2: -math.inf}).tokens) == 1  # one slot left: one token
+    one_left = model.complete([1] * 15, max_tokens=5, logit_bias={2: -math.inf})
+    assert len(one_left.tokens) == 1 and one_left.finish_reason == "length"
 
 
 def test_token_ids_out_of_range(tiny):
