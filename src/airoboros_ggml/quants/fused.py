@@ -91,108 +91,223 @@ def mv_q5_k(raw, x, xs, out):
         out[r] = acc
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
-def mv_q6_k(raw, x, xs, out):
-    """Q6_K: raw uint8 (n_out, nb*210) -> out float32 (n_out,). ``xs``: float32 (n_in/16,) sums of x."""
-    n_out = raw.shape[0]
+@numba.njit(cache=True, inline="always")
+def _i8f(row, o):
+    """float32 value of the int8 at row[o]."""
+    v = np.float32(row[o])
+    return v - np.float32(256) * np.floor(v * np.float32(1.0 / 128))
+
+
+@numba.njit(cache=True, fastmath=True)
+def _row_q6_k(row, x):
+    """dot(dequant(row), x) for one Q6_K row: row uint8 (nb*210,), x float32 (n_in,) -> float32.
+
+    The 16-long inner loop carries all 256 elements of a block (16 loop-invariant scales), so LLVM keeps
+    it as a loop and vectorises along ``ln`` instead of unrolling it and vectorising across blocks.
+    """
     nb = x.shape[0] // 256
-    for r in numba.prange(n_out):
-        row = raw[r]
-        acc = np.float32(0)
-        for b in range(nb):
-            o = b * 210
-            d = _h(row, o + 208)
-            bacc = np.float32(0)
+    acc = np.float32(0)
+    for b in range(nb):
+        o = b * 210
+        d = _h(row, o + 208)
+        xb = b * 256
+        bacc = np.float32(0)
+        for ln in range(16):
             for h in range(2):
-                xb = b * 256 + 128 * h
-                for half in range(2):  # ln in [16*half, 16*half+16): one scale per 16 elements per group
-                    a0 = np.float32(0)
-                    a1 = np.float32(0)
-                    a2 = np.float32(0)
-                    a3 = np.float32(0)
-                    for ln in range(16 * half, 16 * half + 16):
-                        va = np.float32(row[o + 64 * h + ln])
-                        vc = np.float32(row[o + 64 * h + ln + 32])
-                        vh = np.float32(row[o + 128 + 32 * h + ln])
-                        ha = np.floor(va * _i16)
-                        hc = np.floor(vc * _i16)
-                        h1 = np.floor(vh * np.float32(0.25))
-                        h2 = np.floor(vh * np.float32(0.0625))
-                        h3 = np.floor(vh * np.float32(0.015625))
-                        q0 = va - _16 * ha + _16 * (vh - np.float32(4) * h1)
-                        q1 = vc - _16 * hc + _16 * (h1 - np.float32(4) * h2)
-                        q2 = ha + _16 * (h2 - np.float32(4) * h3)
-                        q3 = hc + _16 * h3
-                        a0 += q0 * x[xb + ln]
-                        a1 += q1 * x[xb + ln + 32]
-                        a2 += q2 * x[xb + ln + 64]
-                        a3 += q3 * x[xb + ln + 96]
+                for half in range(2):
+                    ll = 16 * half + ln
+                    va = np.float32(row[o + 64 * h + ll])
+                    vc = np.float32(row[o + 64 * h + ll + 32])
+                    vh = np.float32(row[o + 128 + 32 * h + ll])
+                    ha = np.floor(va * _i16)
+                    hc = np.floor(vc * _i16)
+                    h1 = np.floor(vh * np.float32(0.25))
+                    h2 = np.floor(vh * np.float32(0.0625))
+                    h3 = np.floor(vh * np.float32(0.015625))
+                    q0 = va - _16 * ha + _16 * (vh - np.float32(4) * h1) - np.float32(32)
+                    q1 = vc - _16 * hc + _16 * (h1 - np.float32(4) * h2) - np.float32(32)
+                    q2 = ha + _16 * (h2 - np.float32(4) * h3) - np.float32(32)
+                    q3 = hc + _16 * h3 - np.float32(32)
                     so = o + 192 + 8 * h + half
-                    ib = (xb + 16 * half) // 16
-                    for t, a in ((0, a0), (1, a1), (2, a2), (3, a3)):
-                        sv = np.int64(row[so + 2 * t])
-                        sc = np.float32(sv - 256 if sv > 127 else sv)
-                        bacc += sc * (a - np.float32(32) * xs[ib + 2 * t])
-            acc += d * bacc
-        out[r] = acc
+                    xo = xb + 128 * h + ll
+                    bacc += (_i8f(row, so) * q0 * x[xo] + _i8f(row, so + 2) * q1 * x[xo + 32]
+                             + _i8f(row, so + 4) * q2 * x[xo + 64] + _i8f(row, so + 6) * q3 * x[xo + 96])
+        acc += d * bacc
+    return acc
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
-def mv_q4_legacy(raw, x, xs, out, has_min):
-    """Q4_0 (has_min False) / Q4_1 (True): raw uint8 (n_out, nb*18|20), xs float32 (n_in/32,)."""
-    n_out = raw.shape[0]
+@numba.njit(cache=True, parallel=True)
+def mv_q6_k(raw, x, xs, out):
+    """Q6_K: raw uint8 (n_out, nb*210) -> out float32 (n_out,). ``xs`` unused (uniform call)."""
+    for r in numba.prange(raw.shape[0]):
+        out[r] = _row_q6_k(raw[r], x)
+
+
+ROWS_PER_TASK = 8
+"""Rows per ``prange`` task in the matvec drivers (each task allocates one small float32 accumulator)."""
+
+
+@numba.njit(cache=True, inline="always")
+def _q4_quad(row, x, accv, o, xo, qo, d0, d1, d2, d3, step, xstep):
+    """accv[j] += sum over 4 blocks k<4 (bytes at row[o + k*step], x at x[xo + k*xstep]) of
+    d_k * (lo_j*x + hi_j*x); no reductions. The trip count is ``accv.shape[0]`` (16) rather than a
+    literal so that LLVM cannot fully unroll the loop (it would then vectorise the caller's block loop
+    with gathers instead)."""
+    for j in range(accv.shape[0]):
+        v0 = np.float32(row[o + qo + j])
+        v1 = np.float32(row[o + step + qo + j])
+        v2 = np.float32(row[o + 2 * step + qo + j])
+        v3 = np.float32(row[o + 3 * step + qo + j])
+        h0 = np.floor(v0 * _i16)
+        h1 = np.floor(v1 * _i16)
+        h2 = np.floor(v2 * _i16)
+        h3 = np.floor(v3 * _i16)
+        x1 = xo + xstep
+        x2 = xo + 2 * xstep
+        x3 = xo + 3 * xstep
+        t = d0 * ((v0 - _16 * h0) * x[xo + j] + h0 * x[xo + 16 + j])
+        t += d1 * ((v1 - _16 * h1) * x[x1 + j] + h1 * x[x1 + 16 + j])
+        t += d2 * ((v2 - _16 * h2) * x[x2 + j] + h2 * x[x2 + 16 + j])
+        t += d3 * ((v3 - _16 * h3) * x[x3 + j] + h3 * x[x3 + 16 + j])
+        accv[j] += t
+
+
+@numba.njit(cache=True, fastmath=True)
+def _row_q4_legacy(row, x, xs, has_min, accv):
+    """dot(dequant(row), x) for one Q4_0/Q4_1 row: row uint8 (nb*18|20,), x float32 (n_in,) -> float32.
+
+    ``accv``: float32 (16,) scratch. Four blocks per inner iteration, accumulating into ``accv`` (no
+    horizontal reduction per block). A 16-long loop over a single block gets fully unrolled by LLVM,
+    which then vectorises the *block* loop with gathers (about 5x slower). Row kernels are separate
+    (non-parallel) functions: inside a ``prange`` body the same loops vectorise far worse. The last
+    ``nb % 4`` blocks run as one more quad over the last 4 blocks, those already done weighted 0.
+    """
     nb = x.shape[0] // 32
     bs = 20 if has_min else 18
     qo = 4 if has_min else 2
-    for r in numba.prange(n_out):
-        row = raw[r]
-        acc = np.float32(0)
+    e = np.float32(0) if has_min else np.float32(8)
+    accv[:] = 0
+    sacc = np.float32(0)  # sum_b (m_b - e*d_b) * xs_b
+    n4 = nb // 4
+    for g in range(n4):
+        o = 4 * g * bs
+        d0 = _h(row, o)
+        d1 = _h(row, o + bs)
+        d2 = _h(row, o + 2 * bs)
+        d3 = _h(row, o + 3 * bs)
+        _q4_quad(row, x, accv, o, 128 * g, qo, d0, d1, d2, d3, bs, 32)
+        b = 4 * g
+        sacc -= e * (d0 * xs[b] + d1 * xs[b + 1] + d2 * xs[b + 2] + d3 * xs[b + 3])
+        if has_min:
+            sacc += (_h(row, o + 2) * xs[b] + _h(row, o + bs + 2) * xs[b + 1]
+                     + _h(row, o + 2 * bs + 2) * xs[b + 2] + _h(row, o + 3 * bs + 2) * xs[b + 3])
+    if nb % 4 and nb >= 4:  # the last 4 blocks again, those already done weighted 0
+        b = nb - 4
+        o = b * bs
+        z = np.float32(0)
+        d0 = _h(row, o) if b >= 4 * n4 else z
+        d1 = _h(row, o + bs) if b + 1 >= 4 * n4 else z
+        d2 = _h(row, o + 2 * bs) if b + 2 >= 4 * n4 else z
+        d3 = _h(row, o + 3 * bs)
+        _q4_quad(row, x, accv, o, 32 * b, qo, d0, d1, d2, d3, bs, 32)
+        for k in range(4 * n4, nb):
+            sacc += (_h(row, k * bs + 2) if has_min else z) * xs[k] - e * _h(row, k * bs) * xs[k]
+    elif nb < 4:  # fewer than 4 blocks in the row: one at a time
         for b in range(nb):
             o = b * bs
             d = _h(row, o)
-            a = np.float32(0)
-            for j in range(16):
-                v = np.float32(row[o + qo + j])
-                h = np.floor(v * _i16)
-                a += (v - _16 * h) * x[32 * b + j] + h * x[32 * b + 16 + j]
-            if has_min:
-                acc += d * a + _h(row, o + 2) * xs[b]
-            else:
-                acc += d * (a - np.float32(8) * xs[b])
-        out[r] = acc
+            z = np.float32(0)
+            _q4_quad(row, x, accv, o, 32 * b, qo, d, z, z, z, 0, 0)
+            sacc += (_h(row, o + 2) if has_min else z) * xs[b] - e * d * xs[b]
+    acc = np.float32(0)
+    for j in range(16):
+        acc += accv[j]
+    return acc + sacc
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
-def mv_q5_legacy(raw, x, xs, out, has_min):
-    """Q5_0 / Q5_1: raw uint8 (n_out, nb*22|24), xs float32 (n_in/32,)."""
-    n_out = raw.shape[0]
+@numba.njit(cache=True, parallel=True)
+def mv_q4_legacy(raw, x, xs, out, has_min):
+    """Q4_0 (has_min False) / Q4_1 (True): raw uint8 (n_out, nb*18|20), xs float32 (n_in/32,)."""
+    n = raw.shape[0]
+    for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+        accv = np.empty(16, np.float32)  # float32 (16,) per-task accumulator
+        for r in range(c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK)):
+            out[r] = _row_q4_legacy(raw[r], x, xs, has_min, accv)
+
+
+_P2 = np.float32(2.0) ** -np.arange(17, dtype=np.float32)  # float32 (17,): 2**-k
+
+
+@numba.njit(cache=True, inline="always")
+def _bit16(f, j):
+    """Bit j (0..15) of the integer-valued float ``f`` < 65536, as float32 0/1 (exact)."""
+    a = np.floor(f * _P2[j])
+    return a - np.float32(2) * np.floor(a * np.float32(0.5))
+
+
+@numba.njit(cache=True, inline="always")
+def _q5_pair_dot(row, o, ho, x, xo):
+    """Sum over one Q5 block at row[o:] of q*x (q = 5-bit code, 0..31), x from x[xo:xo+32]."""
+    ql = np.float32(row[o + ho]) + np.float32(256) * np.float32(row[o + ho + 1])
+    qh = np.float32(row[o + ho + 2]) + np.float32(256) * np.float32(row[o + ho + 3])
+    a = np.float32(0)
+    for j in range(16):
+        v = np.float32(row[o + ho + 4 + j])
+        h = np.floor(v * _i16)
+        a += (v - _16 * h + _16 * _bit16(ql, j)) * x[xo + j] + (h + _16 * _bit16(qh, j)) * x[xo + 16 + j]
+    return a
+
+
+@numba.njit(cache=True, fastmath=True)
+def _row_q5_legacy(row, x, xs, has_min):
+    """dot(dequant(row), x) for one Q5_0/Q5_1 row: row uint8 (nb*22|24,), x float32 (n_in,) -> float32.
+
+    Two blocks per inner iteration (see :func:`_row_q4_legacy`). The 5th bits: qh (u32) is split into two
+    exact 16-bit floats; bit j of each comes from a power-of-two table (``_P2``) and floors.
+    """
     nb = x.shape[0] // 32
     bs = 24 if has_min else 22
     ho = 4 if has_min else 2
-    for r in numba.prange(n_out):
-        row = raw[r]
-        acc = np.float32(0)
-        for b in range(nb):
-            o = b * bs
-            d = _h(row, o)
-            a = np.float32(0)
-            for j in range(16):
-                v = np.float32(row[o + ho + 4 + j])
-                h = np.floor(v * _i16)
-                a += (v - _16 * h) * x[32 * b + j] + h * x[32 * b + 16 + j]
-            hb = np.float32(0)
-            for k in range(4):
-                v = np.float32(row[o + ho + k])
-                for t in range(8):
-                    f = np.floor(v * np.float32(0.5))
-                    hb += (v - np.float32(2) * f) * x[32 * b + 8 * k + t]
-                    v = f
-            a += _16 * hb
-            if has_min:
-                acc += d * a + _h(row, o + 2) * xs[b]
-            else:
-                acc += d * (a - _16 * xs[b])
-        out[r] = acc
+    e = np.float32(0) if has_min else _16
+    n2 = nb // 2
+    acc = np.float32(0)
+    for g in range(n2):
+        o = 2 * g * bs
+        o1 = o + bs
+        xo = 64 * g
+        ql0 = np.float32(row[o + ho]) + np.float32(256) * np.float32(row[o + ho + 1])
+        qh0 = np.float32(row[o + ho + 2]) + np.float32(256) * np.float32(row[o + ho + 3])
+        ql1 = np.float32(row[o1 + ho]) + np.float32(256) * np.float32(row[o1 + ho + 1])
+        qh1 = np.float32(row[o1 + ho + 2]) + np.float32(256) * np.float32(row[o1 + ho + 3])
+        a0 = np.float32(0)
+        a1 = np.float32(0)
+        for j in range(16):
+            v0 = np.float32(row[o + ho + 4 + j])
+            v1 = np.float32(row[o1 + ho + 4 + j])
+            h0 = np.floor(v0 * _i16)
+            h1 = np.floor(v1 * _i16)
+            a0 += (v0 - _16 * h0 + _16 * _bit16(ql0, j)) * x[xo + j]
+            a0 += (h0 + _16 * _bit16(qh0, j)) * x[xo + 16 + j]
+            a1 += (v1 - _16 * h1 + _16 * _bit16(ql1, j)) * x[xo + 32 + j]
+            a1 += (h1 + _16 * _bit16(qh1, j)) * x[xo + 48 + j]
+        m0 = _h(row, o + 2) if has_min else np.float32(0)
+        m1 = _h(row, o1 + 2) if has_min else np.float32(0)
+        acc += _h(row, o) * (a0 - e * xs[2 * g]) + _h(row, o1) * (a1 - e * xs[2 * g + 1])
+        acc += m0 * xs[2 * g] + m1 * xs[2 * g + 1]
+    if nb & 1:
+        b = nb - 1
+        o = b * bs
+        a = _q5_pair_dot(row, o, ho, x, 32 * b)
+        m = _h(row, o + 2) if has_min else np.float32(0)
+        acc += _h(row, o) * (a - e * xs[b]) + m * xs[b]
+    return acc
+
+
+@numba.njit(cache=True, parallel=True)
+def mv_q5_legacy(raw, x, xs, out, has_min):
+    """Q5_0 / Q5_1: raw uint8 (n_out, nb*22|24), xs float32 (n_in/32,) -> out float32 (n_out,)."""
+    for r in numba.prange(raw.shape[0]):
+        out[r] = _row_q5_legacy(raw[r], x, xs, has_min)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
