@@ -193,6 +193,42 @@ def test_seed_semantics(tiny_path, tiny):
     assert seeded.complete("hello", **kw).tokens == a
     assert seeded.complete("hello", seed=43, **kw).tokens != a
     assert ag.load(tiny_path, n_ctx=64, seed=-1).options.seed is None
+    # an explicit -1 asks for fresh entropy even when the model was loaded with a seed
+    assert len({tuple(seeded.complete("hello", seed=-1, **kw).tokens) for _ in range(3)}) > 1
+
+
+def test_prompt_batches_do_not_change_results(tiny_path):
+    prompt = "a prompt long enough to need several batches of three tokens"
+    small = ag.load(tiny_path, n_ctx=128, n_batch=3)
+    big = ag.load(tiny_path, n_ctx=128)
+    ids = big.tokenizer.tokenize(prompt, add_bos=True)
+    np.testing.assert_allclose(small.logits(ids), big.logits(ids), rtol=1e-4, atol=1e-4)
+    assert small.complete(prompt, temperature=0, max_tokens=8).tokens == big.complete(
+        prompt, temperature=0, max_tokens=8
+    ).tokens
+
+
+def test_an_abandoned_stream_releases_the_model(tiny_path):
+    model = ag.load(tiny_path, n_ctx=128)
+    kw = {"temperature": 0, "max_tokens": 10, "logit_bias": {i: -math.inf for i in range(3, 259)}}
+    expected = model.complete("the sea", **kw)
+    stream = model.stream("the sea", **kw)
+    next(stream)
+    stream.close()  # mid-generation: the lock is released and the cache stays consistent
+    result = []
+    worker = threading.Thread(target=lambda: result.append(model.complete("the sea", **kw)))
+    worker.start()
+    worker.join(timeout=30)
+    assert result and result[0].tokens == expected.tokens and result[0].usage.cached_tokens > 0
+
+
+def test_chat_adds_template_stops_to_the_callers(tmp_path):
+    vocab = scripted_vocab()
+    script = [piece_id(vocab, "\u2581ok"), piece_id(vocab, "\u2581there"), byte_id(ord(" ")), *text_ids("USER:")]
+    model = ag.load(write_scripted_model(tmp_path / "s.gguf", script), n_ctx=512)
+    user = [{"role": "user", "content": "hi"}]
+    assert model.chat(user, temperature=0, max_tokens=30, stop="there").text == "ok "
+    assert model.chat(user, temperature=0, max_tokens=30, stop=["zzz"]).text == "ok there "
 
 
 # ---------------------------------------------------------------------------------------------- embed
@@ -227,7 +263,7 @@ def test_embed_and_logits_leave_the_kv_cache_alone(tiny_path):
 
 
 def _random_user_text(rng: random.Random) -> str:
-    words = ["tell", "me", "about", "the", "sea", "why", "is", "sky", "blue", "ok", "and", "then", "what", "cat"]
+    words = "tell me about the sea why is sky blue ok and then what cat".split()
     return " ".join(rng.choice(words) for _ in range(rng.randint(1, 6))) + rng.choice(["?", ".", "!", ""])
 
 
@@ -265,7 +301,8 @@ def test_kv_reuse_of_the_previous_output(tiny):
     # prompt + output are all cached except the last generated token (never evaluated) and the new one
     assert second.usage.cached_tokens == len(ids) - 1
     assert second.timings.prompt_evaluated == 2
-    fresh = ag.load(tiny.file.path, n_ctx=256, kv_reuse=False).complete(ids + [300], max_tokens=3, temperature=0)
+    no_reuse = ag.load(tiny.file.path, n_ctx=256, kv_reuse=False)
+    fresh = no_reuse.complete(ids + [300], max_tokens=3, temperature=0)
     assert fresh.tokens == second.tokens
 
 

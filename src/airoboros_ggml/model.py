@@ -153,7 +153,10 @@ class Model:
 
     def _sampling(self, sampling: Mapping[str, Any]) -> SamplingOptions:
         options = SamplingOptions(**sampling)
-        if options.seed is None and self.options.seed is not None:
+        # the load-time seed is the default of calls that give none; an explicit negative seed (llama.cpp's
+        # -1) asks for fresh entropy even then (SamplingOptions normalises it to None, so look at the input)
+        asked_random = isinstance(sampling.get("seed"), int) and sampling["seed"] < 0
+        if options.seed is None and self.options.seed is not None and not asked_random:
             options = options.with_overrides(seed=self.options.seed)
         return options
 
