@@ -246,86 +246,161 @@ def _bit16(f, j):
 
 
 @numba.njit(cache=True, inline="always")
-def _q5_pair_dot(row, o, ho, x, xo):
-    """Sum over one Q5 block at row[o:] of q*x (q = 5-bit code, 0..31), x from x[xo:xo+32]."""
-    ql = np.float32(row[o + ho]) + np.float32(256) * np.float32(row[o + ho + 1])
-    qh = np.float32(row[o + ho + 2]) + np.float32(256) * np.float32(row[o + ho + 3])
-    a = np.float32(0)
-    for j in range(16):
-        v = np.float32(row[o + ho + 4 + j])
-        h = np.floor(v * _i16)
-        a += (v - _16 * h + _16 * _bit16(ql, j)) * x[xo + j] + (h + _16 * _bit16(qh, j)) * x[xo + 16 + j]
-    return a
+def _q5_quad(row, x, accv, o, xo, ho, d0, d1, d2, d3, step, xstep):
+    """As :func:`_q4_quad` for Q5 blocks (qh u32 at row[o+k*step+ho], qs 4 bytes later), accv (16,).
+
+    The 5th bits: qh is split into two exact 16-bit floats; bit j of each comes from a power-of-two
+    table (``_P2``) and floors, all vectorisable float ops.
+    """
+    o1 = o + step
+    o2 = o + 2 * step
+    o3 = o + 3 * step
+    x1 = xo + xstep
+    x2 = xo + 2 * xstep
+    x3 = xo + 3 * xstep
+    f256 = np.float32(256)
+    l0 = np.float32(row[o + ho]) + f256 * np.float32(row[o + ho + 1])
+    u0 = np.float32(row[o + ho + 2]) + f256 * np.float32(row[o + ho + 3])
+    l1 = np.float32(row[o1 + ho]) + f256 * np.float32(row[o1 + ho + 1])
+    u1 = np.float32(row[o1 + ho + 2]) + f256 * np.float32(row[o1 + ho + 3])
+    l2 = np.float32(row[o2 + ho]) + f256 * np.float32(row[o2 + ho + 1])
+    u2 = np.float32(row[o2 + ho + 2]) + f256 * np.float32(row[o2 + ho + 3])
+    l3 = np.float32(row[o3 + ho]) + f256 * np.float32(row[o3 + ho + 1])
+    u3 = np.float32(row[o3 + ho + 2]) + f256 * np.float32(row[o3 + ho + 3])
+    q = ho + 4
+    for j in range(accv.shape[0]):
+        p = _P2[j]
+        v0 = np.float32(row[o + q + j])
+        v1 = np.float32(row[o1 + q + j])
+        v2 = np.float32(row[o2 + q + j])
+        v3 = np.float32(row[o3 + q + j])
+        h0 = np.floor(v0 * _i16)
+        h1 = np.floor(v1 * _i16)
+        h2 = np.floor(v2 * _i16)
+        h3 = np.floor(v3 * _i16)
+        t = d0 * ((v0 - _16 * h0 + _16 * _bitp(l0, p)) * x[xo + j] + (h0 + _16 * _bitp(u0, p)) * x[xo + 16 + j])
+        t += d1 * ((v1 - _16 * h1 + _16 * _bitp(l1, p)) * x[x1 + j] + (h1 + _16 * _bitp(u1, p)) * x[x1 + 16 + j])
+        t += d2 * ((v2 - _16 * h2 + _16 * _bitp(l2, p)) * x[x2 + j] + (h2 + _16 * _bitp(u2, p)) * x[x2 + 16 + j])
+        t += d3 * ((v3 - _16 * h3 + _16 * _bitp(l3, p)) * x[x3 + j] + (h3 + _16 * _bitp(u3, p)) * x[x3 + 16 + j])
+        accv[j] += t
+
+
+@numba.njit(cache=True, inline="always")
+def _bitp(f, p):
+    """Bit k of the integer-valued float ``f`` < 65536 given ``p`` = 2**-k, as float32 0/1 (exact)."""
+    a = np.floor(f * p)
+    return a - np.float32(2) * np.floor(a * np.float32(0.5))
 
 
 @numba.njit(cache=True, fastmath=True)
-def _row_q5_legacy(row, x, xs, has_min):
+def _row_q5_legacy(row, x, xs, has_min, accv):
     """dot(dequant(row), x) for one Q5_0/Q5_1 row: row uint8 (nb*22|24,), x float32 (n_in,) -> float32.
 
-    Two blocks per inner iteration (see :func:`_row_q4_legacy`). The 5th bits: qh (u32) is split into two
-    exact 16-bit floats; bit j of each comes from a power-of-two table (``_P2``) and floors.
+    ``accv``: float32 (16,) scratch. Same structure as :func:`_row_q4_legacy` (quads of blocks).
     """
     nb = x.shape[0] // 32
     bs = 24 if has_min else 22
     ho = 4 if has_min else 2
     e = np.float32(0) if has_min else _16
-    n2 = nb // 2
-    acc = np.float32(0)
-    for g in range(n2):
-        o = 2 * g * bs
-        o1 = o + bs
-        xo = 64 * g
-        ql0 = np.float32(row[o + ho]) + np.float32(256) * np.float32(row[o + ho + 1])
-        qh0 = np.float32(row[o + ho + 2]) + np.float32(256) * np.float32(row[o + ho + 3])
-        ql1 = np.float32(row[o1 + ho]) + np.float32(256) * np.float32(row[o1 + ho + 1])
-        qh1 = np.float32(row[o1 + ho + 2]) + np.float32(256) * np.float32(row[o1 + ho + 3])
-        a0 = np.float32(0)
-        a1 = np.float32(0)
-        for j in range(16):
-            v0 = np.float32(row[o + ho + 4 + j])
-            v1 = np.float32(row[o1 + ho + 4 + j])
-            h0 = np.floor(v0 * _i16)
-            h1 = np.floor(v1 * _i16)
-            a0 += (v0 - _16 * h0 + _16 * _bit16(ql0, j)) * x[xo + j]
-            a0 += (h0 + _16 * _bit16(qh0, j)) * x[xo + 16 + j]
-            a1 += (v1 - _16 * h1 + _16 * _bit16(ql1, j)) * x[xo + 32 + j]
-            a1 += (h1 + _16 * _bit16(qh1, j)) * x[xo + 48 + j]
-        m0 = _h(row, o + 2) if has_min else np.float32(0)
-        m1 = _h(row, o1 + 2) if has_min else np.float32(0)
-        acc += _h(row, o) * (a0 - e * xs[2 * g]) + _h(row, o1) * (a1 - e * xs[2 * g + 1])
-        acc += m0 * xs[2 * g] + m1 * xs[2 * g + 1]
-    if nb & 1:
-        b = nb - 1
+    accv[:] = 0
+    sacc = np.float32(0)  # sum_b (m_b - e*d_b) * xs_b
+    n4 = nb // 4
+    for g in range(n4):
+        o = 4 * g * bs
+        d0 = _h(row, o)
+        d1 = _h(row, o + bs)
+        d2 = _h(row, o + 2 * bs)
+        d3 = _h(row, o + 3 * bs)
+        _q5_quad(row, x, accv, o, 128 * g, ho, d0, d1, d2, d3, bs, 32)
+        b = 4 * g
+        sacc -= e * (d0 * xs[b] + d1 * xs[b + 1] + d2 * xs[b + 2] + d3 * xs[b + 3])
+        if has_min:
+            sacc += (_h(row, o + 2) * xs[b] + _h(row, o + bs + 2) * xs[b + 1]
+                     + _h(row, o + 2 * bs + 2) * xs[b + 2] + _h(row, o + 3 * bs + 2) * xs[b + 3])
+    z = np.float32(0)
+    if nb % 4 and nb >= 4:  # the last 4 blocks again, those already done weighted 0
+        b = nb - 4
         o = b * bs
-        a = _q5_pair_dot(row, o, ho, x, 32 * b)
-        m = _h(row, o + 2) if has_min else np.float32(0)
-        acc += _h(row, o) * (a - e * xs[b]) + m * xs[b]
-    return acc
+        d0 = _h(row, o) if b >= 4 * n4 else z
+        d1 = _h(row, o + bs) if b + 1 >= 4 * n4 else z
+        d2 = _h(row, o + 2 * bs) if b + 2 >= 4 * n4 else z
+        d3 = _h(row, o + 3 * bs)
+        _q5_quad(row, x, accv, o, 32 * b, ho, d0, d1, d2, d3, bs, 32)
+        for k in range(4 * n4, nb):
+            sacc += (_h(row, k * bs + 2) if has_min else z) * xs[k] - e * _h(row, k * bs) * xs[k]
+    elif nb < 4:  # fewer than 4 blocks in the row: one at a time
+        for b in range(nb):
+            o = b * bs
+            d = _h(row, o)
+            _q5_quad(row, x, accv, o, 32 * b, ho, d, z, z, z, 0, 0)
+            sacc += (_h(row, o + 2) if has_min else z) * xs[b] - e * d * xs[b]
+    acc = np.float32(0)
+    for j in range(16):
+        acc += accv[j]
+    return acc + sacc
 
 
 @numba.njit(cache=True, parallel=True)
 def mv_q5_legacy(raw, x, xs, out, has_min):
     """Q5_0 / Q5_1: raw uint8 (n_out, nb*22|24), xs float32 (n_in/32,) -> out float32 (n_out,)."""
-    for r in numba.prange(raw.shape[0]):
-        out[r] = _row_q5_legacy(raw[r], x, xs, has_min)
+    n = raw.shape[0]
+    for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+        accv = np.empty(16, np.float32)  # float32 (16,) per-task accumulator
+        for r in range(c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK)):
+            out[r] = _row_q5_legacy(raw[r], x, xs, has_min, accv)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
+@numba.njit(cache=True, inline="always")
+def _q8_quad(row, x, accv, o, xo, d0, d1, d2, d3, step, xstep):
+    """accv[j] += sum over 4 Q8_0 blocks (int8 at row[o + k*step + 2 + j]) of d_k*q_j*x; accv (32,)."""
+    o1 = o + step
+    o2 = o + 2 * step
+    o3 = o + 3 * step
+    x1 = xo + xstep
+    x2 = xo + 2 * xstep
+    x3 = xo + 3 * xstep
+    for j in range(accv.shape[0]):
+        t = d0 * _i8f(row, o + 2 + j) * x[xo + j]
+        t += d1 * _i8f(row, o1 + 2 + j) * x[x1 + j]
+        t += d2 * _i8f(row, o2 + 2 + j) * x[x2 + j]
+        t += d3 * _i8f(row, o3 + 2 + j) * x[x3 + j]
+        accv[j] += t
+
+
+@numba.njit(cache=True, fastmath=True)
+def _row_q8_0(row, x, accv):
+    """dot(dequant(row), x) for one Q8_0 row: row uint8 (nb*34,), x float32 (n_in,); accv float32 (32,)."""
+    nb = x.shape[0] // 32
+    accv[:] = 0
+    n4 = nb // 4
+    for g in range(n4):
+        o = 4 * g * 34
+        _q8_quad(row, x, accv, o, 128 * g, _h(row, o), _h(row, o + 34), _h(row, o + 68), _h(row, o + 102), 34, 32)
+    z = np.float32(0)
+    if nb % 4 and nb >= 4:  # the last 4 blocks again, those already done weighted 0
+        b = nb - 4
+        o = b * 34
+        d0 = _h(row, o) if b >= 4 * n4 else z
+        d1 = _h(row, o + 34) if b + 1 >= 4 * n4 else z
+        d2 = _h(row, o + 68) if b + 2 >= 4 * n4 else z
+        _q8_quad(row, x, accv, o, 32 * b, d0, d1, d2, _h(row, o + 102), 34, 32)
+    elif nb < 4:
+        for b in range(nb):
+            _q8_quad(row, x, accv, 34 * b, 32 * b, _h(row, 34 * b), z, z, z, 0, 0)
+    acc = np.float32(0)
+    for j in range(32):
+        acc += accv[j]
+    return acc
+
+
+@numba.njit(cache=True, parallel=True)
 def mv_q8_0(raw, x, out):
     """Q8_0: raw uint8 (n_out, nb*34) -> out float32 (n_out,)."""
-    n_out = raw.shape[0]
-    nb = x.shape[0] // 32
-    for r in numba.prange(n_out):
-        row = raw[r]
-        acc = np.float32(0)
-        for b in range(nb):
-            o = b * 34
-            a = np.float32(0)
-            for j in range(32):
-                v = np.float32(row[o + 2 + j])
-                a += (v - np.float32(256) * np.floor(v * np.float32(1.0 / 128))) * x[32 * b + j]
-            acc += _h(row, o) * a
-        out[r] = acc
+    n = raw.shape[0]
+    for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+        accv = np.empty(32, np.float32)  # float32 (32,) per-task accumulator
+        for r in range(c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK)):
+            out[r] = _row_q8_0(raw[r], x, accv)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
