@@ -149,10 +149,12 @@ ROWS_PER_TASK = 8
 
 @numba.njit(cache=True, inline="always")
 def _q4_quad(row, x, accv, o, xo, qo, d0, d1, d2, d3, step, xstep):
-    """accv[j] += sum over 4 blocks k<4 (bytes at row[o + k*step], x at x[xo + k*xstep]) of
-    d_k * (lo_j*x + hi_j*x); no reductions. The trip count is ``accv.shape[0]`` (16) rather than a
-    literal so that LLVM cannot fully unroll the loop (it would then vectorise the caller's block loop
-    with gathers instead)."""
+    """accv[j] += sum over 4 Q4 blocks of d_k * (lo_j*x + hi_j*x); no reductions.
+
+    Block k: bytes at row[o + k*step], activations at x[xo + k*xstep]. The trip count is
+    ``accv.shape[0]`` (16) rather than a literal so that LLVM cannot fully unroll the loop (it would then
+    vectorise the caller's block loop with gathers instead).
+    """
     for j in range(accv.shape[0]):
         v0 = np.float32(row[o + qo + j])
         v1 = np.float32(row[o + step + qo + j])

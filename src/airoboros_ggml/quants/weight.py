@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from ..ggml_types import GGMLType, ggml_type
-from . import fused
+from . import fused, tiles
 from . import kernels as K
 from .registry import TYPE_TRAITS
 
@@ -131,7 +131,7 @@ class WeightMatrix:
             tile = np.empty((rows, self.n_in), dtype=np.float32)  # float32 (TILE_ROWS, n_in) scratch
             for r0 in starts[k::n_workers]:
                 m = min(rows, self.n_out - r0)
-                K.dequantize_range_serial(code, self.raw, r0, tile[:m])
+                tiles.decode_tile(code, self.raw, r0, tile[:m])
                 np.matmul(tile[:m], X.T, out=out_t[r0 : r0 + m])
 
         if n_workers == 1:
