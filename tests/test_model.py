@@ -224,7 +224,7 @@ def test_an_abandoned_stream_releases_the_model(tiny_path):
 
 def test_chat_adds_template_stops_to_the_callers(tmp_path):
     vocab = scripted_vocab()
-    script = [piece_id(vocab, "\u2581ok"), piece_id(vocab, "\u2581there"), byte_id(ord(" ")), *text_ids("USER:")]
+    script = [piece_id(vocab, "\u2581ok"), piece_id(vocab, "\u2581there"), *text_ids(" USER:")]
     model = ag.load(write_scripted_model(tmp_path / "s.gguf", script), n_ctx=512)
     user = [{"role": "user", "content": "hi"}]
     assert model.chat(user, temperature=0, max_tokens=30, stop="there").text == "ok "
