@@ -1,0 +1,85 @@
+"""Tests of the fast paths in airoboros_ggml.quants: the vectorised matvec row kernels (block quads, tails
+of 1-3 blocks, rows shorter than a quad) and the float-trick tile decoders used by matmul, against the
+numpy reference and float64 ``dequantize(W) @ x``."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from airoboros_ggml.ggml_types import GGMLType
+from airoboros_ggml.quants import TYPE_TRAITS, dequantize, prepare_weight, quantize, tiles
+from airoboros_ggml.quants.reference import matmul_ref
+
+WEIGHT_TYPES = [t for t, tr in TYPE_TRAITS.items() if tr.is_weight]
+
+
+def _row_lengths(t: GGMLType) -> list[int]:
+    """Row lengths hitting every code path: fewer blocks than a quad, exact quads, quads + 1..3 tail."""
+    bs = TYPE_TRAITS[t].block_size
+    if bs == 1:
+        return [16, 576]
+    if bs == 32:
+        return [32, 96, 160, 576, 640]  # 1, 3, 5, 18 and 20 blocks
+    return [256, 768]
+
+
+def _weights(t: GGMLType, n_out: int, n_in: int, rng: np.random.Generator) -> np.ndarray:
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    w *= (10.0 ** rng.uniform(-3, 2, (n_out, 1))).astype(np.float32)  # very different row scales
+    w[0, : min(n_in, 64)] = 0  # zero blocks
+    return quantize(w, t)
+
+
+@pytest.mark.parametrize("t", WEIGHT_TYPES, ids=lambda t: t.name)
+def test_matvec_matmul_fast_paths(t: GGMLType) -> None:
+    rng = np.random.default_rng(1000 + int(t))
+    for n_in in _row_lengths(t):
+        for n_out in (1, 7, 33):
+            raw = _weights(t, n_out, n_in, rng)
+            W = prepare_weight(raw, t, n_in)
+            wd = dequantize(raw, t, (n_out, n_in)).astype(np.float64)  # float64 (n_out, n_in)
+            for n_tok in (1, 2, 3, 65):
+                X = rng.standard_normal((n_tok, n_in)).astype(np.float32)  # float32 (n_tok, n_in)
+                exact = X.astype(np.float64) @ wd.T  # float64 (n_tok, n_out)
+                scale = np.abs(wd).sum(axis=1)[None, :] * np.abs(X).max(axis=1)[:, None]
+                tol = 2e-6 * scale + 1e-30  # elementwise: ~ float32 rounding of the terms
+                fast = W.matmul(X)
+                assert fast.shape == (n_tok, n_out) and fast.dtype == np.float32
+                bad = np.abs(fast - exact) > tol
+                assert not bad.any(), f"{t.name} n_in={n_in} n_out={n_out} n_tok={n_tok}: {np.argwhere(bad)[:3]}"
+                ref = matmul_ref(raw, t, n_in, X)
+                assert np.all(np.abs(ref - exact) <= tol)
+                v = W.matvec(X[0])
+                assert np.all(np.abs(v - exact[0]) <= tol[0]), f"{t.name} matvec n_in={n_in} n_out={n_out}"
+
+
+@pytest.mark.parametrize("t", [t for t in WEIGHT_TYPES if TYPE_TRAITS[t].block_size > 1], ids=lambda t: t.name)
+def test_tile_decoder_matches_dequantize(t: GGMLType) -> None:
+    rng = np.random.default_rng(2000 + int(t))
+    for n_in in _row_lengths(t):
+        raw = _weights(t, 9, n_in, rng)
+        exact = dequantize(raw, t, (9, n_in))  # float32 (9, n_in), bit-exact with ggml
+        tile = np.full((5, n_in), np.nan, np.float32)  # float32 (5, n_in)
+        tiles.decode_tile(int(t), raw, 3, tile)
+        np.testing.assert_allclose(tile, exact[3:8], rtol=1e-6, atol=1e-6 * np.abs(exact).max())
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_matvec_threads_and_small_matrices(n_threads: int) -> None:
+    """Same result for 1 and 2 threads, on SmolLM2-like 576-wide rows with few output rows."""
+    rng = np.random.default_rng(5)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+        for t in (GGMLType.Q4_1, GGMLType.Q8_0, GGMLType.Q6_K, GGMLType.Q4_K):
+            n_in = 576 if TYPE_TRAITS[t].block_size == 32 else 768
+            raw = _weights(t, 13, n_in, rng)
+            W = prepare_weight(raw, t, n_in)
+            x = rng.standard_normal(n_in).astype(np.float32)
+            exact = dequantize(raw, t, (13, n_in)).astype(np.float64) @ x
+            tol = 2e-6 * np.abs(dequantize(raw, t, (13, n_in))).sum(axis=1) * np.abs(x).max()
+            assert np.all(np.abs(W.matvec(x) - exact) <= tol)
+    finally:
+        numba.set_num_threads(before)
