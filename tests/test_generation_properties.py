@@ -64,7 +64,7 @@ _bases: dict = {}
 
 
 def _base(model, prompt, kw):
-    key = (id(model), prompt, tuple(sorted((k, str(v)) for k, v in kw.items())))
+    key = (str(model.file.path), prompt, tuple(sorted((k, str(v)) for k, v in kw.items())))
     if key not in _bases:
         _bases[key] = model.complete(prompt, **kw)
     return _bases[key]
@@ -88,7 +88,8 @@ def test_stop_strings_random_model(random_model, seed, temperature, words_only, 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(max_tokens=st.integers(1, 30), temperature=st.sampled_from([0.0, 0.8]), data=st.data())
 def test_stop_strings_split_characters(emoji_model, max_tokens, temperature, data):
-    _check_stops(emoji_model, "there", {"seed": 1, "temperature": temperature, "max_tokens": max_tokens}, data)
+    kw = {"seed": 1, "temperature": temperature, "max_tokens": max_tokens}
+    _check_stops(emoji_model, "there", kw, data)
 
 
 def test_emoji_and_cjk_stream_never_breaks_characters(emoji_model):
