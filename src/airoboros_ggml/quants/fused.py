@@ -22,73 +22,104 @@ _16 = np.float32(16)
 _i16 = np.float32(0.0625)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
+@numba.njit(cache=True, fastmath=True)
+def _row_q45_k(row, x, xs, five, accv):
+    """dot(dequant(row), x) for one Q4_K (five False) / Q5_K (True) row; accv float32 (32,) scratch.
+
+    One 32-long loop per block covers all 256 elements (8 loop-invariant scales folded into the
+    products) and accumulates into ``accv`` (no horizontal reduction per sub-block); the mins use the
+    per-32 sums ``xs`` of x. Trip count ``accv.shape[0]`` so LLVM cannot fully unroll it.
+    """
+    nb = x.shape[0] // 256
+    bs = 176 if five else 144
+    qo = 48 if five else 16
+    accv[:] = 0
+    macc = np.float32(0)
+    for b in range(nb):
+        o = b * bs
+        d = _h(row, o)
+        dm = _h(row, o + 2)
+        s0, m0 = _k4_scale_min(row, o + 4, 0)
+        s1, m1 = _k4_scale_min(row, o + 4, 1)
+        s2, m2 = _k4_scale_min(row, o + 4, 2)
+        s3, m3 = _k4_scale_min(row, o + 4, 3)
+        s4, m4 = _k4_scale_min(row, o + 4, 4)
+        s5, m5 = _k4_scale_min(row, o + 4, 5)
+        s6, m6 = _k4_scale_min(row, o + 4, 6)
+        s7, m7 = _k4_scale_min(row, o + 4, 7)
+        xb = b * 8
+        macc += dm * (np.float32(m0) * xs[xb] + np.float32(m1) * xs[xb + 1] + np.float32(m2) * xs[xb + 2]
+                      + np.float32(m3) * xs[xb + 3] + np.float32(m4) * xs[xb + 4] + np.float32(m5) * xs[xb + 5]
+                      + np.float32(m6) * xs[xb + 6] + np.float32(m7) * xs[xb + 7])
+        c0 = d * np.float32(s0)
+        c1 = d * np.float32(s1)
+        c2 = d * np.float32(s2)
+        c3 = d * np.float32(s3)
+        c4 = d * np.float32(s4)
+        c5 = d * np.float32(s5)
+        c6 = d * np.float32(s6)
+        c7 = d * np.float32(s7)
+        q = o + qo
+        xo = b * 256
+        for j in range(accv.shape[0]):
+            v0 = np.float32(row[q + j])
+            v1 = np.float32(row[q + 32 + j])
+            v2 = np.float32(row[q + 64 + j])
+            v3 = np.float32(row[q + 96 + j])
+            h0 = np.floor(v0 * _i16)
+            h1 = np.floor(v1 * _i16)
+            h2 = np.floor(v2 * _i16)
+            h3 = np.floor(v3 * _i16)
+            l0 = v0 - _16 * h0
+            l1 = v1 - _16 * h1
+            l2 = v2 - _16 * h2
+            l3 = v3 - _16 * h3
+            if five:  # bit i of qh[j] is the 5th bit of sub-block i
+                qh = np.float32(row[o + 16 + j])
+                g1 = np.floor(qh * np.float32(0.5))
+                g2 = np.floor(qh * np.float32(0.25))
+                g3 = np.floor(qh * np.float32(0.125))
+                g4 = np.floor(qh * np.float32(0.0625))
+                g5 = np.floor(qh * np.float32(0.03125))
+                g6 = np.floor(qh * np.float32(0.015625))
+                g7 = np.floor(qh * np.float32(0.0078125))
+                l0 += _16 * (qh - np.float32(2) * g1)
+                h0 += _16 * (g1 - np.float32(2) * g2)
+                l1 += _16 * (g2 - np.float32(2) * g3)
+                h1 += _16 * (g3 - np.float32(2) * g4)
+                l2 += _16 * (g4 - np.float32(2) * g5)
+                h2 += _16 * (g5 - np.float32(2) * g6)
+                l3 += _16 * (g6 - np.float32(2) * g7)
+                h3 += _16 * g7
+            t = c0 * l0 * x[xo + j] + c1 * h0 * x[xo + 32 + j]
+            t += c2 * l1 * x[xo + 64 + j] + c3 * h1 * x[xo + 96 + j]
+            t += c4 * l2 * x[xo + 128 + j] + c5 * h2 * x[xo + 160 + j]
+            t += c6 * l3 * x[xo + 192 + j] + c7 * h3 * x[xo + 224 + j]
+            accv[j] += t
+    acc = np.float32(0)
+    for j in range(32):
+        acc += accv[j]
+    return acc - macc
+
+
+@numba.njit(cache=True, parallel=True)
 def mv_q4_k(raw, x, xs, out):
     """Q4_K: raw uint8 (n_out, nb*144), x float32 (n_in,), xs float32 (n_in/32,) -> out float32 (n_out,)."""
-    n_out = raw.shape[0]
-    nb = x.shape[0] // 256
-    for r in numba.prange(n_out):
-        row = raw[r]
-        acc = np.float32(0)
-        for b in range(nb):
-            o = b * 144
-            d = _h(row, o)
-            dm = _h(row, o + 2)
-            bacc = np.float32(0)
-            macc = np.float32(0)
-            for k in range(4):
-                s0, m0 = _k4_scale_min(row, o + 4, 2 * k)
-                s1, m1 = _k4_scale_min(row, o + 4, 2 * k + 1)
-                q = o + 16 + 32 * k
-                xb = b * 256 + 64 * k
-                alo = np.float32(0)
-                ahi = np.float32(0)
-                for j in range(32):
-                    v = np.float32(row[q + j])
-                    h = np.floor(v * _i16)
-                    alo += (v - _16 * h) * x[xb + j]
-                    ahi += h * x[xb + 32 + j]
-                bacc += np.float32(s0) * alo + np.float32(s1) * ahi
-                macc += np.float32(m0) * xs[b * 8 + 2 * k] + np.float32(m1) * xs[b * 8 + 2 * k + 1]
-            acc += d * bacc - dm * macc
-        out[r] = acc
+    n = raw.shape[0]
+    for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+        accv = np.empty(32, np.float32)  # float32 (32,) per-task accumulator
+        for r in range(c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK)):
+            out[r] = _row_q45_k(raw[r], x, xs, False, accv)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
+@numba.njit(cache=True, parallel=True)
 def mv_q5_k(raw, x, xs, out):
-    """Q5_K: raw uint8 (n_out, nb*176); as :func:`mv_q4_k` plus the 5th bit from qh."""
-    n_out = raw.shape[0]
-    nb = x.shape[0] // 256
-    for r in numba.prange(n_out):
-        row = raw[r]
-        acc = np.float32(0)
-        for b in range(nb):
-            o = b * 176
-            d = _h(row, o)
-            dm = _h(row, o + 2)
-            bacc = np.float32(0)
-            macc = np.float32(0)
-            for k in range(4):
-                s0, m0 = _k4_scale_min(row, o + 4, 2 * k)
-                s1, m1 = _k4_scale_min(row, o + 4, 2 * k + 1)
-                q = o + 48 + 32 * k
-                xb = b * 256 + 64 * k
-                sh = np.float32(1.0 / (1 << (2 * k)))
-                alo = np.float32(0)
-                ahi = np.float32(0)
-                for j in range(32):
-                    v = np.float32(row[q + j])
-                    h = np.floor(v * _i16)
-                    hb = np.floor(np.float32(row[o + 16 + j]) * sh)  # qh >> 2k
-                    b1 = np.floor(hb * np.float32(0.5))
-                    b0 = hb - np.float32(2) * b1  # bit 2k
-                    b1 = b1 - np.float32(2) * np.floor(b1 * np.float32(0.5))  # bit 2k+1
-                    alo += (v - _16 * h + _16 * b0) * x[xb + j]
-                    ahi += (h + _16 * b1) * x[xb + 32 + j]
-                bacc += np.float32(s0) * alo + np.float32(s1) * ahi
-                macc += np.float32(m0) * xs[b * 8 + 2 * k] + np.float32(m1) * xs[b * 8 + 2 * k + 1]
-            acc += d * bacc - dm * macc
-        out[r] = acc
+    """Q5_K: raw uint8 (n_out, nb*176), x float32 (n_in,), xs float32 (n_in/32,) -> out float32 (n_out,)."""
+    n = raw.shape[0]
+    for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+        accv = np.empty(32, np.float32)  # float32 (32,) per-task accumulator
+        for r in range(c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK)):
+            out[r] = _row_q45_k(raw[r], x, xs, True, accv)
 
 
 @numba.njit(cache=True, inline="always")
@@ -405,43 +436,42 @@ def mv_q8_0(raw, x, out):
             out[r] = _row_q8_0(raw[r], x, accv)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
-def mv_q2_k(raw, x, xs, out):
-    """Q2_K: raw uint8 (n_out, nb*84), xs float32 (n_in/16,) -> out float32 (n_out,)."""
-    n_out = raw.shape[0]
+@numba.njit(cache=True, fastmath=True)
+def _row_q2_k(row, x):
+    """dot(dequant(row), x) for one Q2_K row (uint8 (nb*84,)) -> float32.
+
+    As :func:`_row_q6_k`: one 16-long loop per block carries all 256 elements; the 16 scales and mins
+    are loop-invariant loads folded into the products. (No run-time flags inside the loop: a branch
+    there stops vectorisation.)
+    """
     nb = x.shape[0] // 256
-    for r in numba.prange(n_out):
-        row = raw[r]
-        acc = np.float32(0)
-        for b in range(nb):
-            o = b * 84
-            d = _h(row, o + 80)
-            dmin = _h(row, o + 82)
-            bacc = np.float32(0)
-            macc = np.float32(0)
+    acc = np.float32(0)
+    for b in range(nb):
+        o = b * 84
+        d = _h(row, o + 80)
+        dmin = _h(row, o + 82)
+        for ln in range(16):
             for h in range(2):
                 for half in range(2):
-                    a0 = np.float32(0)
-                    a1 = np.float32(0)
-                    a2 = np.float32(0)
-                    a3 = np.float32(0)
-                    xb = b * 256 + 128 * h
-                    for ln in range(16 * half, 16 * half + 16):
-                        v = np.float32(row[o + 16 + 32 * h + ln])
-                        f1 = np.floor(v * np.float32(0.25))
-                        f2 = np.floor(v * np.float32(0.0625))
-                        f3 = np.floor(v * np.float32(0.015625))
-                        a0 += (v - np.float32(4) * f1) * x[xb + ln]
-                        a1 += (f1 - np.float32(4) * f2) * x[xb + 32 + ln]
-                        a2 += (f2 - np.float32(4) * f3) * x[xb + 64 + ln]
-                        a3 += f3 * x[xb + 96 + ln]
-                    for s, a in ((0, a0), (1, a1), (2, a2), (3, a3)):
-                        e16 = 8 * h + 2 * s + half
-                        sc = np.int64(row[o + e16])
-                        bacc += np.float32(sc & 0xF) * a
-                        macc += np.float32(sc >> 4) * xs[b * 16 + e16]
-            acc += d * bacc - dmin * macc
-        out[r] = acc
+                    ll = 16 * half + ln
+                    v = np.float32(row[o + 16 + 32 * h + ll])
+                    f1 = np.floor(v * np.float32(0.25))
+                    f2 = np.floor(v * np.float32(0.0625))
+                    f3 = np.floor(v * np.float32(0.015625))
+                    xo = b * 256 + 128 * h + ll
+                    for s, q in ((0, v - np.float32(4) * f1), (1, f1 - np.float32(4) * f2),
+                                 (2, f2 - np.float32(4) * f3), (3, f3)):
+                        sc = np.float32(row[o + 8 * h + 2 * s + half])
+                        mn = np.floor(sc * _i16)
+                        acc += (d * (sc - _16 * mn) * q - dmin * mn) * x[xo + 32 * s]
+    return acc
+
+
+@numba.njit(cache=True, parallel=True)
+def mv_q2_k(raw, x, xs, out):
+    """Q2_K: raw uint8 (n_out, nb*84) -> out float32 (n_out,). ``xs`` unused (uniform call)."""
+    for r in numba.prange(raw.shape[0]):
+        out[r] = _row_q2_k(raw[r], x)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
