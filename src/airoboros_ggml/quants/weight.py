@@ -86,9 +86,9 @@ class WeightMatrix:
         elif t == GGMLType.Q5_K:
             fused.mv_q5_k(raw, x, x.reshape(-1, 32).sum(axis=1), out)
         elif t == GGMLType.Q6_K:
-            fused.mv_q6_k(raw, x, x.reshape(-1, 16).sum(axis=1), out)
+            fused.mv_q6_k(raw, x, x, out)  # (xs unused)
         elif t == GGMLType.Q2_K:
-            fused.mv_q2_k(raw, x, x.reshape(-1, 16).sum(axis=1), out)
+            fused.mv_q2_k(raw, x, x, out)  # (xs unused)
         elif t == GGMLType.Q3_K:
             fused.mv_q3_k(raw, x, x.reshape(-1, 16).sum(axis=1), out)
         elif t in (GGMLType.Q4_0, GGMLType.Q4_1):
