@@ -1,13 +1,24 @@
 """Fused matrix-vector kernels (one token): ``out[r] = dot(dequant(raw[r]), x)`` without materialising rows.
 
-Design (measured on the 2-core AVX2 box, see benchmarks/results/kernels.md):
+Design (measured on the 2-core box, see benchmarks/results/kernels.md; read the assembly after any change,
+``dispatcher.inspect_asm(sig)``, looking for ``gather`` and scalar ``vroundss``/``vcvtsi2ss``):
 
 * exact float32 activations (no Q8 activation quantization), ``fastmath`` so the reductions vectorise;
 * packed bit fields are extracted in *float* arithmetic: a byte ``v`` is converted once to float32 and
   ``hi = floor(v / 16)``, ``lo = v - 16*hi`` — numba's integer typing would otherwise widen uint8 math to
-  64-bit lanes (4 values per AVX2 register instead of 8); this alone took Q4_K from 7 to 11 GB/s;
-* per-block scales are decoded outside the innermost loop; the ``min`` terms of the K-quants use per-32
-  sums of ``x`` (``xs``) computed once per call, so the inner loop is a pure ``q*x`` dot;
+  64-bit lanes (4-8 values per register instead of 8-16);
+* **no literal 16-long innermost loops over one block.** LLVM fully unrolls such a loop and then
+  vectorises the *block* loop around it with gathers, which ran 4-5x slower (the cause of the old
+  ~1-2 GB/s for Q4_0/Q4_1/Q5_x/Q6_K). Each inner loop instead carries 4 blocks (legacy types), or a whole
+  256-element super-block (K-quants), and where the trip count could still be unrolled it is taken from
+  an array length (``accv.shape[0]``) so LLVM cannot see the constant;
+* no run-time flags (``has_min``...) branching *inside* the vectorised loop (selects outside are fine);
+* products accumulate into a small per-task float32 vector ``accv`` (no horizontal reduction per block);
+  block scales are folded in as loop-invariant scalars; ``min``/offset terms use per-32 sums of ``x``
+  (``xs``) computed once per call;
+* the per-row work is a separate non-parallel ``@njit`` function called from a small ``prange`` driver
+  over tasks of ``ROWS_PER_TASK`` rows: written inline in the ``prange`` body, identical loops vectorised
+  several times worse;
 * rows are distributed over threads with ``prange`` (the caller sets ``numba.set_num_threads``).
 """
 
