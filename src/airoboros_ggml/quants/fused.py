@@ -279,75 +279,45 @@ def mv_q4_legacy(raw, x, xs, out, has_min):
             out[r] = _row_q4_legacy(raw[r], x, xs, has_min, accv)
 
 
-_P2 = np.float32(2.0) ** -np.arange(17, dtype=np.float32)  # float32 (17,): 2**-k
+@numba.njit(cache=True)
+def q5_bit_sums(x):
+    """Subset sums of x for the Q5 high bits: x float32 (n_in,) -> float32 (n_in/8, 256).
 
-
-@numba.njit(cache=True, inline="always")
-def _bit16(f, j):
-    """Bit j (0..15) of the integer-valued float ``f`` < 65536, as float32 0/1 (exact)."""
-    a = np.floor(f * _P2[j])
-    return a - np.float32(2) * np.floor(a * np.float32(0.5))
-
-
-@numba.njit(cache=True, inline="always")
-def _q5_quad(row, x, accv, o, xo, ho, d0, d1, d2, d3, step, xstep):
-    """As :func:`_q4_quad` for Q5 blocks (qh u32 at row[o+k*step+ho], qs 4 bytes later), accv (16,).
-
-    The 5th bits: qh is split into two exact 16-bit floats; bit j of each comes from a power-of-two
-    table (``_P2``) and floors, all vectorisable float ops.
+    ``S[g, v] = sum of x[8g + k] over the set bits k of byte v``, so the 5th-bit part of a Q5 block,
+    ``sum_j bit_j * x_j``, is four table lookups (one per qh byte) instead of 32 bit extractions.
+    (Measured: a per-nibble table, 8x smaller, is slower — twice the lookups.)
     """
-    o1 = o + step
-    o2 = o + 2 * step
-    o3 = o + 3 * step
-    x1 = xo + xstep
-    x2 = xo + 2 * xstep
-    x3 = xo + 3 * xstep
-    f256 = np.float32(256)
-    l0 = np.float32(row[o + ho]) + f256 * np.float32(row[o + ho + 1])
-    u0 = np.float32(row[o + ho + 2]) + f256 * np.float32(row[o + ho + 3])
-    l1 = np.float32(row[o1 + ho]) + f256 * np.float32(row[o1 + ho + 1])
-    u1 = np.float32(row[o1 + ho + 2]) + f256 * np.float32(row[o1 + ho + 3])
-    l2 = np.float32(row[o2 + ho]) + f256 * np.float32(row[o2 + ho + 1])
-    u2 = np.float32(row[o2 + ho + 2]) + f256 * np.float32(row[o2 + ho + 3])
-    l3 = np.float32(row[o3 + ho]) + f256 * np.float32(row[o3 + ho + 1])
-    u3 = np.float32(row[o3 + ho + 2]) + f256 * np.float32(row[o3 + ho + 3])
-    q = ho + 4
-    for j in range(accv.shape[0]):
-        p = _P2[j]
-        v0 = np.float32(row[o + q + j])
-        v1 = np.float32(row[o1 + q + j])
-        v2 = np.float32(row[o2 + q + j])
-        v3 = np.float32(row[o3 + q + j])
-        h0 = np.floor(v0 * _i16)
-        h1 = np.floor(v1 * _i16)
-        h2 = np.floor(v2 * _i16)
-        h3 = np.floor(v3 * _i16)
-        t = d0 * ((v0 - _16 * h0 + _16 * _bitp(l0, p)) * x[xo + j] + (h0 + _16 * _bitp(u0, p)) * x[xo + 16 + j])
-        t += d1 * ((v1 - _16 * h1 + _16 * _bitp(l1, p)) * x[x1 + j] + (h1 + _16 * _bitp(u1, p)) * x[x1 + 16 + j])
-        t += d2 * ((v2 - _16 * h2 + _16 * _bitp(l2, p)) * x[x2 + j] + (h2 + _16 * _bitp(u2, p)) * x[x2 + 16 + j])
-        t += d3 * ((v3 - _16 * h3 + _16 * _bitp(l3, p)) * x[x3 + j] + (h3 + _16 * _bitp(u3, p)) * x[x3 + 16 + j])
-        accv[j] += t
+    n8 = x.shape[0] // 8
+    S = np.empty((n8, 256), np.float32)  # float32 (n_in/8, 256)
+    for g in range(n8):
+        S[g, 0] = 0
+        for k in range(8):
+            xk = x[8 * g + k]
+            for v in range(1 << k):
+                S[g, (1 << k) + v] = S[g, v] + xk
+    return S
 
 
 @numba.njit(cache=True, inline="always")
-def _bitp(f, p):
-    """Bit k of the integer-valued float ``f`` < 65536 given ``p`` = 2**-k, as float32 0/1 (exact)."""
-    a = np.floor(f * p)
-    return a - np.float32(2) * np.floor(a * np.float32(0.5))
+def _q5_hsum(row, S, o, g):
+    """sum_j bit_j * x_j of the Q5 block whose qh (u32) is at row[o:o+4]; g = 4 * block index."""
+    return (S[g, row[o]] + S[g + 1, row[o + 1]]) + (S[g + 2, row[o + 2]] + S[g + 3, row[o + 3]])
 
 
 @numba.njit(cache=True, fastmath=True)
-def _row_q5_legacy(row, x, xs, has_min, accv):
+def _row_q5_legacy(row, x, xs, S, has_min, accv):
     """dot(dequant(row), x) for one Q5_0/Q5_1 row: row uint8 (nb*22|24,), x float32 (n_in,) -> float32.
 
-    ``accv``: float32 (16,) scratch. Same structure as :func:`_row_q4_legacy` (quads of blocks).
+    The 4 low bits go through :func:`_q4_quad` exactly as Q4_0/Q4_1; the 5th bits contribute
+    ``16 * d * sum_j bit_j x_j``, looked up per qh byte in ``S`` (:func:`q5_bit_sums`).
+    ``accv``: float32 (16,) scratch.
     """
     nb = x.shape[0] // 32
     bs = 24 if has_min else 22
     ho = 4 if has_min else 2
     e = np.float32(0) if has_min else _16
     accv[:] = 0
-    sacc = np.float32(0)  # sum_b (m_b - e*d_b) * xs_b
+    sacc = np.float32(0)  # sum_b (m_b - e*d_b) * xs_b + 16 * d_b * hsum_b
     n4 = nb // 4
     for g in range(n4):
         o = 4 * g * bs
@@ -355,8 +325,11 @@ def _row_q5_legacy(row, x, xs, has_min, accv):
         d1 = _h(row, o + bs)
         d2 = _h(row, o + 2 * bs)
         d3 = _h(row, o + 3 * bs)
-        _q5_quad(row, x, accv, o, 128 * g, ho, d0, d1, d2, d3, bs, 32)
+        _q4_quad(row, x, accv, o, 128 * g, ho + 4, d0, d1, d2, d3, bs, 32)
         b = 4 * g
+        sacc += _16 * (d0 * _q5_hsum(row, S, o + ho, 4 * b) + d1 * _q5_hsum(row, S, o + bs + ho, 4 * b + 4)
+                       + d2 * _q5_hsum(row, S, o + 2 * bs + ho, 4 * b + 8)
+                       + d3 * _q5_hsum(row, S, o + 3 * bs + ho, 4 * b + 12))
         sacc -= e * (d0 * xs[b] + d1 * xs[b + 1] + d2 * xs[b + 2] + d3 * xs[b + 3])
         if has_min:
             sacc += (_h(row, o + 2) * xs[b] + _h(row, o + bs + 2) * xs[b + 1]
@@ -369,15 +342,14 @@ def _row_q5_legacy(row, x, xs, has_min, accv):
         d1 = _h(row, o + bs) if b + 1 >= 4 * n4 else z
         d2 = _h(row, o + 2 * bs) if b + 2 >= 4 * n4 else z
         d3 = _h(row, o + 3 * bs)
-        _q5_quad(row, x, accv, o, 32 * b, ho, d0, d1, d2, d3, bs, 32)
-        for k in range(4 * n4, nb):
-            sacc += (_h(row, k * bs + 2) if has_min else z) * xs[k] - e * _h(row, k * bs) * xs[k]
-    elif nb < 4:  # fewer than 4 blocks in the row: one at a time
-        for b in range(nb):
-            o = b * bs
-            d = _h(row, o)
-            _q5_quad(row, x, accv, o, 32 * b, ho, d, z, z, z, 0, 0)
-            sacc += (_h(row, o + 2) if has_min else z) * xs[b] - e * d * xs[b]
+        _q4_quad(row, x, accv, o, 32 * b, ho + 4, d0, d1, d2, d3, bs, 32)
+    for k in range(4 * n4, nb):  # scalar terms of the tail blocks (also when nb < 4)
+        o = k * bs
+        d = _h(row, o)
+        if nb < 4:
+            _q4_quad(row, x, accv, o, 32 * k, ho + 4, d, z, z, z, 0, 0)
+        m = _h(row, o + 2) if has_min else z
+        sacc += _16 * d * _q5_hsum(row, S, o + ho, 4 * k) + m * xs[k] - e * d * xs[k]
     acc = np.float32(0)
     for j in range(16):
         acc += accv[j]
@@ -385,13 +357,13 @@ def _row_q5_legacy(row, x, xs, has_min, accv):
 
 
 @numba.njit(cache=True, parallel=True)
-def mv_q5_legacy(raw, x, xs, out, has_min):
-    """Q5_0 / Q5_1: raw uint8 (n_out, nb*22|24), xs float32 (n_in/32,) -> out float32 (n_out,)."""
+def mv_q5_legacy(raw, x, xs, S, out, has_min):
+    """Q5_0 / Q5_1: raw uint8 (n_out, nb*22|24), xs float32 (n_in/32,), S = q5_bit_sums(x) -> out (n_out,)."""
     n = raw.shape[0]
     for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         accv = np.empty(16, np.float32)  # float32 (16,) per-task accumulator
         for r in range(c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK)):
-            out[r] = _row_q5_legacy(raw[r], x, xs, has_min, accv)
+            out[r] = _row_q5_legacy(raw[r], x, xs, S, has_min, accv)
 
 
 @numba.njit(cache=True, inline="always")

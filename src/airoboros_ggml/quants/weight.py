@@ -94,7 +94,7 @@ class WeightMatrix:
         elif t in (GGMLType.Q4_0, GGMLType.Q4_1):
             fused.mv_q4_legacy(raw, x, x.reshape(-1, 32).sum(axis=1), out, t == GGMLType.Q4_1)
         elif t in (GGMLType.Q5_0, GGMLType.Q5_1):
-            fused.mv_q5_legacy(raw, x, x.reshape(-1, 32).sum(axis=1), out, t == GGMLType.Q5_1)
+            fused.mv_q5_legacy(raw, x, x.reshape(-1, 32).sum(axis=1), fused.q5_bit_sums(x), out, t == GGMLType.Q5_1)
         elif t == GGMLType.Q8_0:
             fused.mv_q8_0(raw, x, out)
         elif t == GGMLType.F16:
