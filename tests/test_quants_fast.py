@@ -83,3 +83,15 @@ def test_matvec_threads_and_small_matrices(n_threads: int) -> None:
             assert np.all(np.abs(W.matvec(x) - exact) <= tol)
     finally:
         numba.set_num_threads(before)
+
+
+def test_q5_bit_sums_table() -> None:
+    """S[g, v] = sum of x[8g + k] over the set bits k of v (used for the Q5_0/Q5_1 high bits)."""
+    from airoboros_ggml.quants.fused import q5_bit_sums
+
+    x = np.random.default_rng(9).standard_normal(64).astype(np.float32)  # float32 (64,)
+    S = q5_bit_sums(x)  # float32 (8, 256)
+    bits = (np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1  # int (256, 8)
+    expect = x.reshape(8, 8).astype(np.float64) @ bits.T  # float64 (8, 256)
+    assert S.shape == (8, 256) and S.dtype == np.float32
+    np.testing.assert_allclose(S, expect, rtol=1e-6, atol=1e-6)
