@@ -497,45 +497,54 @@ def mv_q2_k(raw, x, xs, out):
         out[r] = _row_q2_k(raw[r], x)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
-def mv_q3_k(raw, x, xs, out):
-    """Q3_K: raw uint8 (n_out, nb*110), xs float32 (n_in/16,) -> out float32 (n_out,)."""
-    n_out = raw.shape[0]
+@numba.njit(cache=True, fastmath=True)
+def _row_q3_k(row, x, sc):
+    """dot(dequant(row), x) for one Q3_K row (uint8 (nb*110,)) -> float32; sc: float32 (16,) scratch.
+
+    As :func:`_row_q6_k`: one 16-long loop per block carries all 256 elements; the 16 scales are
+    decoded into ``sc`` first (decoding them inside the loop, even loop-invariantly, broke vectorisation).
+    """
     nb = x.shape[0] // 256
-    for r in numba.prange(n_out):
-        row = raw[r]
-        acc = np.float32(0)
-        for b in range(nb):
-            o = b * 110
-            d = _h(row, o + 108)
-            bacc = np.float32(0)
+    acc = np.float32(0)
+    for b in range(nb):
+        o = b * 110
+        _prefetch(row, o + PREFETCH_AHEAD)
+        _prefetch(row, o + PREFETCH_AHEAD + 64)
+        d = _h(row, o + 108)
+        for e in range(16):
+            sc[e] = d * np.float32(_q3_scale(row, o + 96, e))
+        for ln in range(16):
             for h in range(2):
                 for half in range(2):
-                    a0 = np.float32(0)
-                    a1 = np.float32(0)
-                    a2 = np.float32(0)
-                    a3 = np.float32(0)
-                    xb = b * 256 + 128 * h
-                    for ln in range(16 * half, 16 * half + 16):
-                        v = np.float32(row[o + 32 + 32 * h + ln])
-                        f1 = np.floor(v * np.float32(0.25))
-                        f2 = np.floor(v * np.float32(0.0625))
-                        f3 = np.floor(v * np.float32(0.015625))
-                        m = np.floor(np.float32(row[o + ln]) * np.float32(1.0 / (1 << (4 * h))))
-                        g1 = np.floor(m * np.float32(0.5))
-                        g2 = np.floor(m * np.float32(0.25))
-                        g3 = np.floor(m * np.float32(0.125))
-                        g4 = np.floor(m * np.float32(0.0625))
-                        a0 += (v - np.float32(4) * f1 + np.float32(4) * (m - np.float32(2) * g1)) * x[xb + ln]
-                        a1 += (f1 - np.float32(4) * f2 + np.float32(4) * (g1 - np.float32(2) * g2)) * x[xb + 32 + ln]
-                        a2 += (f2 - np.float32(4) * f3 + np.float32(4) * (g2 - np.float32(2) * g3)) * x[xb + 64 + ln]
-                        a3 += (f3 + np.float32(4) * (g3 - np.float32(2) * g4)) * x[xb + 96 + ln]
-                    for s, a in ((0, a0), (1, a1), (2, a2), (3, a3)):
-                        e16 = 8 * h + 2 * s + half
-                        sc = np.float32(_q3_scale(row, o + 96, e16))
-                        bacc += sc * (a - np.float32(4) * xs[b * 16 + e16])
-            acc += d * bacc
-        out[r] = acc
+                    ll = 16 * half + ln
+                    v = np.float32(row[o + 32 + 32 * h + ll])
+                    f1 = np.floor(v * np.float32(0.25))
+                    f2 = np.floor(v * np.float32(0.0625))
+                    f3 = np.floor(v * np.float32(0.015625))
+                    m = np.floor(np.float32(row[o + ll]) * np.float32(1.0 / (1 << (4 * h))))
+                    g1 = np.floor(m * np.float32(0.5))
+                    g2 = np.floor(m * np.float32(0.25))
+                    g3 = np.floor(m * np.float32(0.125))
+                    g4 = np.floor(m * np.float32(0.0625))
+                    q0 = v - np.float32(4) * f1 + np.float32(4) * (m - np.float32(2) * g1) - np.float32(4)
+                    q1 = f1 - np.float32(4) * f2 + np.float32(4) * (g1 - np.float32(2) * g2) - np.float32(4)
+                    q2 = f2 - np.float32(4) * f3 + np.float32(4) * (g2 - np.float32(2) * g3) - np.float32(4)
+                    q3 = f3 + np.float32(4) * (g3 - np.float32(2) * g4) - np.float32(4)
+                    xo = b * 256 + 128 * h + ll
+                    e = 8 * h + half
+                    acc += (sc[e] * q0 * x[xo] + sc[e + 2] * q1 * x[xo + 32] + sc[e + 4] * q2 * x[xo + 64]
+                            + sc[e + 6] * q3 * x[xo + 96])
+    return acc
+
+
+@numba.njit(cache=True, parallel=True)
+def mv_q3_k(raw, x, xs, out):
+    """Q3_K: raw uint8 (n_out, nb*110) -> out float32 (n_out,). ``xs`` unused (uniform call)."""
+    n = raw.shape[0]
+    for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+        sc = np.empty(16, np.float32)  # float32 (16,) per-task scale scratch
+        for r in range(c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK)):
+            out[r] = _row_q3_k(raw[r], x, sc)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)

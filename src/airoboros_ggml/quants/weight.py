@@ -90,7 +90,7 @@ class WeightMatrix:
         elif t == GGMLType.Q2_K:
             fused.mv_q2_k(raw, x, x, out)  # (xs unused)
         elif t == GGMLType.Q3_K:
-            fused.mv_q3_k(raw, x, x.reshape(-1, 16).sum(axis=1), out)
+            fused.mv_q3_k(raw, x, x, out)  # (xs unused)
         elif t in (GGMLType.Q4_0, GGMLType.Q4_1):
             fused.mv_q4_legacy(raw, x, x.reshape(-1, 32).sum(axis=1), out, t == GGMLType.Q4_1)
         elif t in (GGMLType.Q5_0, GGMLType.Q5_1):
