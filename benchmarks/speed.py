@@ -94,7 +94,13 @@ def bench(model: str, args: argparse.Namespace, n_prompt: int, n_gen: int, reps:
            "-n", str(n_gen), "-t", str(args.threads), "-c", str(args.ctx), "--reps", str(reps), "--json"]
     report = run_json(cmd, timeout=args.timeout)
     report["load"] = (before, loadavg())
+    _log_result(report)
     return report
+
+
+def _log_result(report: dict[str, Any]) -> None:
+    keys = ("prompt_tok_s", "gen_tok_s", "ttft_s", "process_ttft_s", "peak_rss_bytes", "load")
+    log.info("result %s: %s", report.get("engine", "airoboros-ggml"), {k: report.get(k) for k in keys})
 
 
 # ----------------------------------------------------------------------------------- ctransformers peer
@@ -172,6 +178,7 @@ def bench_ctransformers(path: Path, args: argparse.Namespace, n_prompt: int, rep
            "--ctx", str(args.ctx), "--reps", str(reps)]
     report = run_json(cmd, timeout=args.timeout)
     report["load"] = (before, loadavg())
+    _log_result(report)
     return report
 
 
