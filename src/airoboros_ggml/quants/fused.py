@@ -282,14 +282,18 @@ def _row_q4_legacy(row, x, xs, has_min, accv):
     if nb % 4 and nb >= 4:  # the last 4 blocks again, those already done weighted 0
         b = nb - 4
         o = b * bs
-        z = np.float32(0)
-        d0 = _h(row, o) if b >= 4 * n4 else z
-        d1 = _h(row, o + bs) if b + 1 >= 4 * n4 else z
-        d2 = _h(row, o + 2 * bs) if b + 2 >= 4 * n4 else z
+        w0 = np.float32(b >= 4 * n4)
+        w1 = np.float32(b + 1 >= 4 * n4)
+        w2 = np.float32(b + 2 >= 4 * n4)
+        d0 = w0 * _h(row, o)
+        d1 = w1 * _h(row, o + bs)
+        d2 = w2 * _h(row, o + 2 * bs)
         d3 = _h(row, o + 3 * bs)
         _q4_quad(row, x, accv, o, 32 * b, qo, d0, d1, d2, d3, bs, 32)
-        for k in range(4 * n4, nb):
-            sacc += (_h(row, k * bs + 2) if has_min else z) * xs[k] - e * _h(row, k * bs) * xs[k]
+        sacc -= e * (d0 * xs[b] + d1 * xs[b + 1] + d2 * xs[b + 2] + d3 * xs[b + 3])
+        if has_min:
+            sacc += (w0 * _h(row, o + 2) * xs[b] + w1 * _h(row, o + bs + 2) * xs[b + 1]
+                     + w2 * _h(row, o + 2 * bs + 2) * xs[b + 2] + _h(row, o + 3 * bs + 2) * xs[b + 3])
     elif nb < 4:  # fewer than 4 blocks in the row: one at a time
         for b in range(nb):
             o = b * bs
