@@ -144,9 +144,10 @@ def _row_q45_k(row, x, xs, five, accv):
 
 
 @numba.njit(cache=True, parallel=True)
-def mv_q4_k(raw, x, xs, out):
-    """Q4_K: raw uint8 (n_out, nb*144), x float32 (n_in,), xs float32 (n_in/32,) -> out float32 (n_out,)."""
+def mv_q4_k(raw, x, out):
+    """Q4_K: raw uint8 (n_out, nb*144), x float32 (n_in,) -> out float32 (n_out,)."""
     n = raw.shape[0]
+    xs = block_sums32(x)  # float32 (n_in/32,)
     for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         accv = np.empty(32, np.float32)  # float32 (32,) per-task accumulator
         for r in range(c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK)):
@@ -154,9 +155,10 @@ def mv_q4_k(raw, x, xs, out):
 
 
 @numba.njit(cache=True, parallel=True)
-def mv_q5_k(raw, x, xs, out):
-    """Q5_K: raw uint8 (n_out, nb*176), x float32 (n_in,), xs float32 (n_in/32,) -> out float32 (n_out,)."""
+def mv_q5_k(raw, x, out):
+    """Q5_K: raw uint8 (n_out, nb*176), x float32 (n_in,) -> out float32 (n_out,)."""
     n = raw.shape[0]
+    xs = block_sums32(x)  # float32 (n_in/32,)
     for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         accv = np.empty(32, np.float32)  # float32 (32,) per-task accumulator
         for r in range(c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK)):
@@ -211,14 +213,27 @@ def _row_q6_k(row, x):
 
 
 @numba.njit(cache=True, parallel=True)
-def mv_q6_k(raw, x, xs, out):
-    """Q6_K: raw uint8 (n_out, nb*210) -> out float32 (n_out,). ``xs`` unused (uniform call)."""
+def mv_q6_k(raw, x, out):
+    """Q6_K: raw uint8 (n_out, nb*210), x float32 (n_in,) -> out float32 (n_out,)."""
     for r in numba.prange(raw.shape[0]):
         out[r] = _row_q6_k(raw[r], x)
 
 
 ROWS_PER_TASK = 8
 """Rows per ``prange`` task in the matvec drivers (each task allocates one small float32 accumulator)."""
+
+
+@numba.njit(cache=True)
+def block_sums32(x):
+    """Sums of x per 32 elements: x float32 (n_in,) -> float32 (n_in/32,) (for min/offset terms)."""
+    nb = x.shape[0] // 32
+    xs = np.empty(nb, np.float32)  # float32 (n_in/32,)
+    for b in range(nb):
+        t = np.float32(0)
+        for j in range(32):
+            t += x[32 * b + j]
+        xs[b] = t
+    return xs
 
 
 @numba.njit(cache=True, inline="always")
@@ -407,9 +422,10 @@ PAIR_MAX_BLOCKS = 32
 
 
 @numba.njit(cache=True, parallel=True)
-def mv_q4_legacy(raw, x, xs, out, has_min):
-    """Q4_0 (has_min False) / Q4_1 (True): raw uint8 (n_out, nb*18|20), xs float32 (n_in/32,)."""
+def mv_q4_legacy(raw, x, out, has_min):
+    """Q4_0 (has_min False) / Q4_1 (True): raw uint8 (n_out, nb*18|20), x float32 (n_in,) -> out (n_out,)."""
     n = raw.shape[0]
+    xs = block_sums32(x)  # float32 (n_in/32,)
     pair = x.shape[0] // 32 <= PAIR_MAX_BLOCKS
     for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         accv = np.empty(32, np.float32)  # float32 (32,) per-task accumulator
@@ -504,9 +520,11 @@ def _row_q5_legacy(row, x, xs, S, has_min, accv):
 
 
 @numba.njit(cache=True, parallel=True)
-def mv_q5_legacy(raw, x, xs, S, out, has_min):
-    """Q5_0 / Q5_1: raw uint8 (n_out, nb*22|24), xs float32 (n_in/32,), S = q5_bit_sums(x) -> out (n_out,)."""
+def mv_q5_legacy(raw, x, out, has_min):
+    """Q5_0 / Q5_1: raw uint8 (n_out, nb*22|24), x float32 (n_in,) -> out float32 (n_out,)."""
     n = raw.shape[0]
+    xs = block_sums32(x)  # float32 (n_in/32,)
+    S = q5_bit_sums(x)  # float32 (n_in/8, 256)
     for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         accv = np.empty(16, np.float32)  # float32 (16,) per-task accumulator
         for r in range(c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK)):
@@ -602,8 +620,8 @@ def _row_q2_k(row, x):
 
 
 @numba.njit(cache=True, parallel=True)
-def mv_q2_k(raw, x, xs, out):
-    """Q2_K: raw uint8 (n_out, nb*84) -> out float32 (n_out,). ``xs`` unused (uniform call)."""
+def mv_q2_k(raw, x, out):
+    """Q2_K: raw uint8 (n_out, nb*84), x float32 (n_in,) -> out float32 (n_out,)."""
     for r in numba.prange(raw.shape[0]):
         out[r] = _row_q2_k(raw[r], x)
 
@@ -649,8 +667,8 @@ def _row_q3_k(row, x, sc):
 
 
 @numba.njit(cache=True, parallel=True)
-def mv_q3_k(raw, x, xs, out):
-    """Q3_K: raw uint8 (n_out, nb*110) -> out float32 (n_out,). ``xs`` unused (uniform call)."""
+def mv_q3_k(raw, x, out):
+    """Q3_K: raw uint8 (n_out, nb*110), x float32 (n_in,) -> out float32 (n_out,)."""
     n = raw.shape[0]
     for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         sc = np.empty(16, np.float32)  # float32 (16,) per-task scale scratch

@@ -82,19 +82,19 @@ class WeightMatrix:
             raise ValueError(f"out must be contiguous float32 ({self.n_out},), got {out.dtype} {out.shape}")
         t, raw = self.ggml_type, self.raw
         if t == GGMLType.Q4_K:
-            fused.mv_q4_k(raw, x, x.reshape(-1, 32).sum(axis=1), out)
+            fused.mv_q4_k(raw, x, out)
         elif t == GGMLType.Q5_K:
-            fused.mv_q5_k(raw, x, x.reshape(-1, 32).sum(axis=1), out)
+            fused.mv_q5_k(raw, x, out)
         elif t == GGMLType.Q6_K:
-            fused.mv_q6_k(raw, x, x, out)  # (xs unused)
+            fused.mv_q6_k(raw, x, out)
         elif t == GGMLType.Q2_K:
-            fused.mv_q2_k(raw, x, x, out)  # (xs unused)
+            fused.mv_q2_k(raw, x, out)
         elif t == GGMLType.Q3_K:
-            fused.mv_q3_k(raw, x, x, out)  # (xs unused)
+            fused.mv_q3_k(raw, x, out)
         elif t in (GGMLType.Q4_0, GGMLType.Q4_1):
-            fused.mv_q4_legacy(raw, x, x.reshape(-1, 32).sum(axis=1), out, t == GGMLType.Q4_1)
+            fused.mv_q4_legacy(raw, x, out, t == GGMLType.Q4_1)
         elif t in (GGMLType.Q5_0, GGMLType.Q5_1):
-            fused.mv_q5_legacy(raw, x, x.reshape(-1, 32).sum(axis=1), fused.q5_bit_sums(x), out, t == GGMLType.Q5_1)
+            fused.mv_q5_legacy(raw, x, out, t == GGMLType.Q5_1)
         elif t == GGMLType.Q8_0:
             fused.mv_q8_0(raw, x, out)
         elif t == GGMLType.F16:
