@@ -108,8 +108,9 @@ class WeightMatrix:
     def matmul(self, X: np.ndarray) -> np.ndarray:
         """Return ``X @ W.T``: X float32 (n_tok, n_in) -> float32 (n_tok, n_out).
 
-        Small batches use the fused matvec per token; larger ones dequantize ``TILE_ROWS`` rows at a time
-        into a transient float32 tile and multiply it with BLAS (the tile is never kept).
+        Small batches use the fused matvec per token; larger ones decode ``TILE_ROWS`` rows at a time
+        into a transient float32 tile (vectorised decoders of :mod:`.tiles`, equal to ``dequantize`` up to
+        an ulp) and multiply it with BLAS (the tile is never kept).
         """
         X = self._check_x(X, 2)  # float32 (n_tok, n_in)
         n_tok = X.shape[0]
