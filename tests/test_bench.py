@@ -32,6 +32,7 @@ def test_run_bench_reports_sane_fields(tiny_model):
         assert min(r["runs"][key]) <= r[key] <= max(r["runs"][key])
     assert r["file_bytes"] == tiny_model.stat().st_size
     assert r["kv_cache_bytes"] > 0
+    assert all(v >= 0 for v in r["rss_now"].values())
     assert r["rss_budget_bytes"] == r["file_bytes"] + r["kv_cache_bytes"] + 300 * 1024 * 1024
     assert 10 * 1024 * 1024 < r["peak_rss_bytes"] < 64 * 1024**3
     age = process_age_s()

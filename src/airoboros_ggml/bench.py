@@ -18,7 +18,9 @@ What is measured (medians over ``--reps``; the raw runs are in the JSON output):
   mapped, and Linux counts every mapped file page a process has touched in its RSS, so after a full
   forward pass this is ``≈ file size + KV cache + interpreter/numba/scratch``; it is the peak over every
   measurement (the longest prompt dominates the scratch buffers). A fresh process per invocation keeps it
-  meaningful: do not compare it across measurements made in one long-lived process.
+  meaningful: do not compare it across measurements made in one long-lived process. ``rss_now`` splits
+  the resident memory at the end into anonymous (heap, KV cache, scratch) and file-backed (mapped weights,
+  shared libraries) bytes.
 """
 
 from __future__ import annotations
@@ -61,6 +63,20 @@ def peak_rss_bytes() -> int:
     """Peak resident set size of this process in bytes (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def rss_breakdown() -> dict[str, int]:
+    """Resident memory now (Linux ``/proc/self/status``): anonymous, file-backed and shmem bytes."""
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("RssAnon", "RssFile", "RssShmem"):
+                    out[key.lower()] = int(value.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
 
 
 def _median(values: list[float]) -> float:
@@ -152,6 +168,7 @@ def run_bench(
             "first_call_s": first_call_s,
             "load_s": load_s,
             "peak_rss_bytes": peak_rss_bytes(),
+            "rss_now": rss_breakdown(),
             "file_bytes": file_bytes,
             "kv_cache_bytes": kv_bytes,
             "rss_budget_bytes": file_bytes + kv_bytes + RSS_SLACK_BYTES,
