@@ -124,7 +124,6 @@ class WeightMatrix:
             return out
         rows = min(TILE_ROWS, self.n_out)
         starts = list(range(0, self.n_out, rows))
-        out_t = np.empty((self.n_out, n_tok), dtype=np.float32)  # float32 (n_out, n_tok)
         code = int(self.ggml_type)
         n_workers = max(1, min(numba.get_num_threads(), len(starts)))
 
@@ -133,13 +132,12 @@ class WeightMatrix:
             for r0 in starts[k::n_workers]:
                 m = min(rows, self.n_out - r0)
                 tiles.decode_tile(code, self.raw, r0, tile[:m])
-                np.matmul(tile[:m], X.T, out=out_t[r0 : r0 + m])
+                np.matmul(X, tile[:m].T, out=out[:, r0 : r0 + m])  # each worker fills its own columns
 
         if n_workers == 1:
             work(0)
         else:
             list(_pool().map(work, range(n_workers)))
-        out[:] = out_t.T
         return out
 
     def get_rows(self, ids: np.ndarray) -> np.ndarray:
