@@ -60,8 +60,8 @@ def _model(tmp_path, hp, tied=False, seed=0):
     return tensors, LlamaForward(mf.hparams, LlamaWeights.from_model_file(mf)), mf
 
 
-def _run(fwd, hp, tokens, n_batch, n_ctx=1024):
-    cache = KVCache(hp, n_ctx)
+def _run(fwd, hp, tokens, n_batch, n_ctx=1024, kv_type="f32"):
+    cache = KVCache(hp, n_ctx, kv_type)
     chunks = [fwd.logits(fwd.hidden(tokens[i : i + n_batch], cache)) for i in range(0, len(tokens), n_batch)]
     return np.concatenate(chunks)
 
@@ -94,7 +94,7 @@ def test_incremental_decode_equals_full_recompute(tmp_path):
     _, fwd, _ = _model(tmp_path, hp, seed=3)
     tokens = np.random.default_rng(2).integers(0, hp.n_vocab, 30)
     full = _run(fwd, hp, tokens, 512)
-    cache = KVCache(hp, 64)
+    cache = KVCache(hp, 64, "f32")
     first = fwd.logits(fwd.hidden(tokens[:10], cache))
     rest = [fwd.logits(fwd.hidden(tokens[i : i + 1], cache)) for i in range(10, 30)]
     inc = np.concatenate([first, *rest])
@@ -111,3 +111,21 @@ def test_context_overflow_is_refused(tmp_path):
     cache = KVCache(hp, 8)
     with pytest.raises(ValueError, match="do not fit"):
         fwd.hidden(np.arange(9), cache)
+
+
+def test_f16_cache_stays_close_to_exact(tmp_path):
+    hp = tiny_hparams()
+    tensors, fwd, _ = _model(tmp_path, hp, seed=5)
+    tokens = np.random.default_rng(4).integers(0, hp.n_vocab, 24)
+    exact = _run(fwd, hp, tokens, 7)
+    half = _run(fwd, hp, tokens, 7, kv_type="f16")
+    assert 0 < _rel_err(half, exact) < 2e-3
+
+
+def test_kv_cache_memory_is_lazy_and_typed():
+    hp = tiny_hparams()
+    cache = KVCache(hp, 4096)
+    assert cache.k.dtype == np.float16 and cache.nbytes == 2 * hp.n_layer * 4096 * hp.n_embd_kv * 2
+    assert not cache.k.any()
+    with pytest.raises(ValueError, match="kv_type"):
+        KVCache(hp, 16, "q8_0")

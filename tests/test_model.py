@@ -199,8 +199,8 @@ def test_seed_semantics(tiny_path, tiny):
 
 def test_prompt_batches_do_not_change_results(tiny_path):
     prompt = "a prompt long enough to need several batches of three tokens"
-    small = ag.load(tiny_path, n_ctx=128, n_batch=3)
-    big = ag.load(tiny_path, n_ctx=128)
+    small = ag.load(tiny_path, n_ctx=128, n_batch=3, kv_type="f32")
+    big = ag.load(tiny_path, n_ctx=128, kv_type="f32")
     ids = big.tokenizer.tokenize(prompt, add_bos=True)
     np.testing.assert_allclose(small.logits(ids), big.logits(ids), rtol=1e-4, atol=1e-4)
     assert small.complete(prompt, temperature=0, max_tokens=8).tokens == big.complete(

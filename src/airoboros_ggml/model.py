@@ -55,7 +55,7 @@ class Model:
         weights = LlamaWeights.from_model_file(model_file)
         self._weight_types = weight_types(weights)
         self._forward = LlamaForward(self.hparams, weights)
-        self._cache = KVCache(self.hparams, self.n_ctx)
+        self._cache = KVCache(self.hparams, self.n_ctx, options.kv_type)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -110,7 +110,7 @@ class Model:
         if not ids:
             return np.zeros((0, self.n_vocab), dtype=np.float32)
         with self._lock:
-            return self._run(ids, KVCache(self.hparams, len(ids)), all_logits=True)
+            return self._run(ids, KVCache(self.hparams, len(ids), self.options.kv_type), all_logits=True)
 
     def embed(self, text: str | Sequence[int]) -> np.ndarray:
         """A sentence embedding: the mean over tokens of the final hidden state (after the output norm).
@@ -126,7 +126,7 @@ class Model:
             raise ContextOverflowError(len(ids), self.n_ctx)
         with self._lock:
             self._set_threads()
-            cache = KVCache(self.hparams, len(ids))
+            cache = KVCache(self.hparams, len(ids), self.options.kv_type)
             sums = np.zeros(self.hparams.n_embd, dtype=np.float64)  # float64 (n_embd,)
             for i in range(0, len(ids), self.n_batch):
                 chunk = np.asarray(ids[i : i + self.n_batch], dtype=np.int64)

@@ -108,6 +108,9 @@ class LoadOptions(BaseModel):
     kv_reuse: bool = True
     """Re-use the KV cache for a prompt sharing a prefix with the previous call (results are identical)."""
 
+    kv_type: Literal["f16", "f32"] = "f16"
+    """Storage of cached keys/values: ``f16`` (as llama.cpp, half the memory) or ``f32`` (exact)."""
+
     @field_validator("rope_freq_base", "rope_freq_scale", "rms_norm_eps")
     @classmethod
     def _check_positive_finite(cls, value: float | None) -> float | None:
@@ -121,7 +124,6 @@ class LoadOptions(BaseModel):
     def resolved_threads(self) -> int:
         """Return ``n_threads`` or, when None, the number of physical cores."""
         return self.n_threads if self.n_threads is not None else physical_cores()
-
 
 
 class SamplingOptions(BaseModel):

@@ -59,8 +59,8 @@ def random_raw_tensor(ggml_type: GGMLType, shape: tuple[int, ...], rng: np.rando
         return RawTensor(ggml_type, shape, values)
     block, size = BLOCK_SIZES[ggml_type]
     data = rng.integers(0, 256, size=nbytes, dtype=np.uint8).reshape(-1, size)  # uint8 (n_blocks, size)
-    for offset in _fp16_fields(ggml_type):  # small positive finite scales: 2**-14 .. 2**-7
-        scale = rng.uniform(2.0**-14, 2.0**-7, size=len(data)).astype(np.float16)
+    for offset in _fp16_fields(ggml_type):  # small positive scales, 2**-20 .. 2**-16: activations stay finite
+        scale = rng.uniform(2.0**-20, 2.0**-16, size=len(data)).astype(np.float16)
         data[:, offset : offset + 2] = scale.view(np.uint8).reshape(-1, 2)
     return RawTensor(ggml_type, shape, data.reshape(-1))
 

@@ -86,8 +86,8 @@ class LlamaForward:
         end = p0 + n_tok
         cache.k[il, :, p0:end] = k.transpose(1, 0, 2)
         cache.v[il, :, p0:end] = v.transpose(1, 0, 2)
-        keys = cache.k[il, :, :end]  # float32 (n_kv, n_keys, hd)
-        values = cache.v[il, :, :end]  # float32 (n_kv, n_keys, hd)
+        keys = cache.k[il, :, :end].astype(np.float32, copy=False)  # float32 (n_kv, n_keys, hd)
+        values = cache.v[il, :, :end].astype(np.float32, copy=False)  # float32 (n_kv, n_keys, hd)
         # queries grouped by the KV head they share: (n_kv, group * n_tok, hd)
         qg = q.reshape(n_tok, n_kv, group, hd).transpose(1, 2, 0, 3).reshape(n_kv, group * n_tok, hd)
         scores = np.matmul(qg, keys.transpose(0, 2, 1))  # float32 (n_kv, group * n_tok, n_keys)
