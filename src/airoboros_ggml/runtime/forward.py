@@ -22,9 +22,15 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     return x * (np.float32(1.0) / np.sqrt(ms + np.float32(eps)))[:, None] * weight
 
 
-def silu(x: np.ndarray) -> np.ndarray:
-    """``x * sigmoid(x)``."""
-    return x / (np.float32(1.0) + np.exp(-x))
+def silu_mul(g: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``silu(g) * u`` computed in place in ``g`` (one temporary), for float32 (n_tok, n_ff) arrays."""
+    t = np.negative(g)
+    with np.errstate(over="ignore"):  # exp(-g) = inf for very negative g gives silu = -0, as it should
+        np.exp(t, out=t)
+    t += np.float32(1.0)
+    g /= t
+    g *= u
+    return g
 
 
 def _project(w, x: np.ndarray) -> np.ndarray:
@@ -66,7 +72,7 @@ class LlamaForward:
             m = rms_norm(x, layer.ffn_norm, hp.rms_norm_eps)
             g = _project(layer.w_gate, m)  # float32 (n_tok, n_ff)
             u = _project(layer.w_up, m)  # float32 (n_tok, n_ff)
-            x = x + _project(layer.w_down, silu(g) * u)
+            x = x + _project(layer.w_down, silu_mul(g, u))
         cache.tokens.extend(int(t) for t in tokens)
         return rms_norm(x, self.w.output_norm, hp.rms_norm_eps)
 
@@ -90,13 +96,25 @@ class LlamaForward:
         values = cache.v[il, :, :end].astype(np.float32, copy=False)  # float32 (n_kv, n_keys, hd)
         # queries grouped by the KV head they share: (n_kv, group * n_tok, hd)
         qg = q.reshape(n_tok, n_kv, group, hd).transpose(1, 2, 0, 3).reshape(n_kv, group * n_tok, hd)
-        scores = np.matmul(qg, keys.transpose(0, 2, 1))  # float32 (n_kv, group * n_tok, n_keys)
-        scores *= np.float32(1.0 / np.sqrt(hd))
-        if n_tok > 1:  # causal mask: query at position p0 + t sees keys 0 .. p0 + t
+        if n_tok == 1:
+            out = _attend(qg, keys, values, hd, None)  # float32 (n_kv, group, hd)
+        else:  # one KV head at a time keeps the (group * n_tok, n_keys) scores small
             mask = np.arange(end)[None, :] > (p0 + np.arange(n_tok))[:, None]  # bool (n_tok, n_keys)
-            scores.reshape(n_kv, group, n_tok, end)[:, :, mask] = -np.inf
-        scores -= scores.max(axis=-1, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        out = np.matmul(scores, values)  # float32 (n_kv, group * n_tok, hd)
+            mask = np.broadcast_to(mask, (group, n_tok, end)).reshape(group * n_tok, end)
+            out = np.stack([_attend(qg[h], keys[h], values[h], hd, mask) for h in range(n_kv)])
         return out.reshape(n_kv, group, n_tok, hd).transpose(2, 0, 1, 3).reshape(n_tok, hp.n_embd)
+
+
+def _attend(q: np.ndarray, keys: np.ndarray, values: np.ndarray, hd: int, mask: np.ndarray | None) -> np.ndarray:
+    """Softmax attention: q (..., n_q, hd), keys/values (..., n_keys, hd) -> (..., n_q, hd).
+
+    ``mask`` bool (n_q, n_keys) is True where a query may not see a key (causal mask).
+    """
+    scores = np.matmul(q, np.swapaxes(keys, -1, -2))  # float32 (..., n_q, n_keys)
+    scores *= np.float32(1.0 / np.sqrt(hd))
+    if mask is not None:
+        scores[..., mask] = -np.inf
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return np.matmul(scores, values)
