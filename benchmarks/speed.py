@@ -252,9 +252,9 @@ def render_markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines += [""]
     if base:
         lines.append(
-            f"KV cache: {base['kv_cache_bytes'] / MB:.0f} MB (float32 keys and values at n_ctx {args.ctx}; "
-            "llama.cpp keeps f16, half of that). Peak RSS counts every memory-mapped page of the file that "
-            "was touched, so it is ≈ file + KV + interpreter/numba/scratch."
+            f"KV cache: {base['kv_cache_bytes'] / MB:.0f} MB (f16 keys and values at n_ctx {args.ctx}, as "
+            "llama.cpp). Peak RSS counts every memory-mapped page of the file that was touched, so it is "
+            "≈ file + KV + interpreter/numba/scratch."
         )
         lines.append("")
     if not peer:

@@ -129,3 +129,11 @@ def test_kv_cache_memory_is_lazy_and_typed():
     assert not cache.k.any()
     with pytest.raises(ValueError, match="kv_type"):
         KVCache(hp, 16, "q8_0")
+
+
+def test_long_prompt_in_feed_forward_chunks_matches_reference(tmp_path):
+    hp = tiny_hparams(n_layer=1)
+    tensors, fwd, _ = _model(tmp_path, hp, seed=7)
+    tokens = np.random.default_rng(8).integers(0, hp.n_vocab, 300)  # > FFN_CHUNK: several FFN passes
+    ours = _run(fwd, hp, tokens, 512)
+    assert _rel_err(ours, reference_logits(tensors, hp, tokens)) < 1e-4
