@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import struct
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -25,18 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from airoboros_ggml.formats import read_vocab
-from airoboros_ggml.formats.gguf import DEFAULT_ALIGNMENT, GGUF_MAGIC
+from airoboros_ggml.formats import RawTensor, read_vocab, write_ggml, write_gguf
 from airoboros_ggml.formats.tensors import expected_llama_shapes
-from airoboros_ggml.formats.writer import (
-    RawTensor,
-    _gguf_string,
-    _gguf_value,
-    _pad,
-    gguf_metadata,
-    write_ggml,
-)
-from airoboros_ggml.ggml_types import FileType, GGMLType, row_nbytes
+from airoboros_ggml.ggml_types import FileType, GGMLType
 from airoboros_ggml.hparams import HParams
 from airoboros_ggml.synthetic import llama_tensor_types, random_raw_tensor
 
@@ -86,43 +76,6 @@ class LazyTensors(Mapping[str, RawTensor]):
     def __len__(self) -> int:
         return len(self.types)
 
-    def nbytes(self, name: str) -> int:
-        """Encoded size of tensor ``name`` in bytes."""
-        shape = self.shapes[name]
-        t = GGMLType.F32 if len(shape) == 1 else self.types[name]
-        n_rows = int(np.prod(shape[:-1], dtype=np.int64))
-        return n_rows * row_nbytes(t, shape[-1])
-
-    def ggml_type(self, name: str) -> GGMLType:
-        """The ggml type tensor ``name`` is written as."""
-        return GGMLType.F32 if len(self.shapes[name]) == 1 else self.types[name]
-
-
-def write_gguf_streaming(path: Path, hparams: HParams, vocab, tensors: LazyTensors) -> Path:
-    """Write a GGUF v3 file with the layout of :func:`airoboros_ggml.formats.write_gguf`, tensor by tensor."""
-    meta = gguf_metadata(hparams, vocab)
-    alignment = DEFAULT_ALIGNMENT
-    with open(path, "wb") as f:
-        f.write(GGUF_MAGIC + struct.pack("<IQQ", 3, len(tensors), len(meta)))
-        for key, value in meta.items():
-            vtype, body = _gguf_value(value)
-            f.write(_gguf_string(key) + struct.pack("<I", vtype) + body)
-        offset = 0
-        for name in tensors:
-            shape = tensors.shapes[name]
-            ne = tuple(reversed(shape))
-            header = struct.pack(f"<I{len(ne)}QIQ", len(ne), *ne, int(tensors.ggml_type(name)), offset)
-            f.write(_gguf_string(name) + header)
-            offset += tensors.nbytes(name)
-            offset += (-offset) % alignment
-        _pad(f, alignment)
-        for name in tensors:
-            data = tensors[name].encoded()
-            f.write(data.tobytes())
-            del data
-            _pad(f, alignment)
-    return path
-
 
 def make(fmt: str, force: bool = False) -> Path:
     """Create (unless cached) the 7B-shaped q4_K_M file, ``fmt`` ``"ggml"`` or ``"gguf"``; return its path."""
@@ -137,7 +90,7 @@ def make(fmt: str, force: bool = False) -> Path:
     if fmt == "ggml":
         write_ggml(tmp, HPARAMS_7B, vocab, tensors)
     else:
-        write_gguf_streaming(tmp, HPARAMS_7B, vocab, tensors)
+        write_gguf(tmp, HPARAMS_7B, vocab, tensors)
     size = tmp.stat().st_size
     if fmt == "ggml" and size != GGML_V3_BYTES:
         log.warning("GGML v3 file is %d bytes, expected %d (difference %+d)", size, GGML_V3_BYTES,

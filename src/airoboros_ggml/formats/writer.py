@@ -35,6 +35,12 @@ class RawTensor:
     shape: tuple[int, ...]
     data: np.ndarray
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes this tensor takes in a file (from its type and shape; the data is not encoded)."""
+        n_rows = int(np.prod(self.shape[:-1], dtype=np.int64))
+        return n_rows * row_nbytes(GGMLType(self.ggml_type), self.shape[-1])
+
     def encoded(self) -> np.ndarray:
         """uint8 (nbytes,): the bytes to write, checked against the type's size."""
         t = GGMLType(self.ggml_type)
@@ -45,8 +51,7 @@ class RawTensor:
             data = np.ascontiguousarray(data, dtype="<f4" if t == GGMLType.F32 else "<f2").reshape(self.shape)
             data = data.view(np.uint8)
         data = np.ascontiguousarray(data).reshape(-1)
-        n_rows = int(np.prod(self.shape[:-1], dtype=np.int64))
-        expected = n_rows * row_nbytes(t, self.shape[-1])
+        expected = self.nbytes
         if data.nbytes != expected:
             raise ValueError(f"{t.name} tensor of shape {self.shape} needs {expected} bytes, got {data.nbytes}")
         return data
@@ -222,25 +227,22 @@ def write_gguf(
     if alignment != DEFAULT_ALIGNMENT:
         meta["general.alignment"] = (ValueType.UINT32, alignment)
     meta.update(metadata or {})
-    raws = {name: as_raw_tensor(value) for name, value in tensors.items()}
-    datas = {name: raw.encoded() for name, raw in raws.items()}
+    # headers need only each tensor's type and shape; the data is then encoded and written one tensor at a
+    # time, so a lazy Mapping (e.g. the benchmarks' 4 GB model) never has to be in memory at once
+    raws = ((name, as_raw_tensor(value)) for name, value in tensors.items())  # one at a time
+    infos = [(name, raw.ggml_type, raw.shape, raw.nbytes) for name, raw in raws]
     with open(path, "wb") as f:
-        f.write(GGUF_MAGIC + struct.pack("<IQQ", version, len(raws), len(meta)))
+        f.write(GGUF_MAGIC + struct.pack("<IQQ", version, len(infos), len(meta)))
         for key, value in meta.items():
             vtype, body = _gguf_value(value)
             f.write(_gguf_string(key) + struct.pack("<I", vtype) + body)
         offset = 0
-        offsets = {}
-        for name, raw in raws.items():
-            offsets[name] = offset
-            ne = tuple(reversed(raw.shape))
-            f.write(_gguf_string(name) + struct.pack(f"<I{len(ne)}QIQ", len(ne), *ne, int(raw.ggml_type), offset))
-            offset += datas[name].nbytes
-            offset += (-offset) % alignment
+        for name, ggml_type_, shape, nbytes in infos:
+            ne = tuple(reversed(shape))
+            f.write(_gguf_string(name) + struct.pack(f"<I{len(ne)}QIQ", len(ne), *ne, int(ggml_type_), offset))
+            offset += nbytes + (-nbytes) % alignment
         _pad(f, alignment)
-        start = f.tell()
-        for name, data in datas.items():
-            f.seek(start + offsets[name])
-            f.write(data.tobytes())
-        _pad(f, alignment)
+        for name, *_ in infos:
+            f.write(as_raw_tensor(tensors[name]).encoded().tobytes())
+            _pad(f, alignment)
     return path
