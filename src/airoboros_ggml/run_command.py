@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -107,14 +108,16 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     return load_kw, sampling
 
 
-def _stream(chunks, out: TextIO) -> Chunk:
-    last = None
+def _stream(chunks: Iterator[Chunk], out: TextIO) -> str:
+    """Write the chunks as they come, then log the timings; return the whole text."""
+    texts: list[str] = []
     for chunk in chunks:
         out.write(chunk.text)
         out.flush()
-        last = chunk
+        texts.append(chunk.text)
     out.write("\n")
-    return last
+    _report(chunk)
+    return "".join(texts)
 
 
 def _report(chunk: Chunk) -> None:
@@ -164,16 +167,7 @@ def _interactive(model: Model, args, sampling: dict[str, Any], turns: list[dict[
                 log.info("conversation exceeds the context: dropped the oldest turn")
         if chunks is None:
             continue
-        reply: list[str] = []
-        last = None
-        for chunk in chunks:
-            sys.stdout.write(chunk.text)
-            sys.stdout.flush()
-            reply.append(chunk.text)
-            last = chunk
-        sys.stdout.write("\n")
-        turns.append({"role": "assistant", "content": "".join(reply)})
-        _report(last)
+        turns.append({"role": "assistant", "content": _stream(chunks, sys.stdout)})
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -193,18 +187,13 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     model = load(args.model, **load_kw)
     log.info("%r", model)
-    turns: list[dict[str, str]] = []
     if prompt is not None:
         if args.color and sys.stdout.isatty():
             sys.stdout.write(_COLOR_PROMPT + prompt + _COLOR_RESET + "\n")
-        turns.append({"role": "user", "content": prompt})
-        last = _stream(model.stream_chat(_messages(args.system, turns), **sampling), sys.stdout)
-        _report(last)
-        turns.append({"role": "assistant", "content": ""})
-        if args.interactive:
-            turns.clear()  # the interactive chat starts after the one-shot answer
-    if args.interactive:
-        _interactive(model, args, sampling, turns)
+        _stream(model.stream_chat(_messages(args.system, [{"role": "user", "content": prompt}]), **sampling),
+                sys.stdout)
+    if args.interactive:  # the interactive chat starts after the one-shot answer
+        _interactive(model, args, sampling, [])
     return 0
 
 
