@@ -232,13 +232,7 @@ class Model:
             **sampling: :class:`~airoboros_ggml.options.SamplingOptions` fields (temperature, top_k, top_p,
                 min_p, repeat_penalty, max_tokens, stop, seed, ...).
         """
-        texts: list[str] = []
-        tokens: list[int] = []
-        for chunk in self.stream(prompt, **sampling):
-            texts.append(chunk.text)
-            tokens.extend(chunk.token_ids)
-            last = chunk
-        return Completion("".join(texts), tokens, last.finish_reason, last.usage, last.timings)
+        return _collect(self.stream(prompt, **sampling))
 
     def format_chat(self, messages: Sequence[Mapping[str, str]]) -> str:
         """The prompt text the model's template makes of a conversation (BOS is added by the tokenizer)."""
@@ -250,14 +244,11 @@ class Model:
         The template's role markers (e.g. ``USER:`` for airoboros) are added to ``stop``; leading
         whitespace of the reply is removed.
         """
-        return _strip_leading(self.complete(self._chat_prompt(messages), **self._chat_sampling(sampling)))
+        return _collect(self.stream_chat(messages, **sampling))
 
     def stream_chat(self, messages: Sequence[Mapping[str, str]], **sampling: Any) -> Iterator[Chunk]:
         """Stream the answer to a conversation (see :meth:`chat`); errors are raised before the first chunk."""
-        return _lstrip_stream(self.stream(self._chat_prompt(messages), **self._chat_sampling(sampling)))
-
-    def _chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str:
-        return self.template.format(messages)
+        return _lstrip_stream(self.stream(self.format_chat(messages), **self._chat_sampling(sampling)))
 
     def _chat_sampling(self, sampling: Mapping[str, Any]) -> dict[str, Any]:
         stop = sampling.get("stop") or []
@@ -279,8 +270,14 @@ def _lstrip_stream(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
         yield chunk
 
 
-def _strip_leading(c: Completion) -> Completion:
-    return Completion(c.text.lstrip(), c.tokens, c.finish_reason, c.usage, c.timings)
+def _collect(chunks: Iterator[Chunk]) -> Completion:
+    """Join a stream into a :class:`Completion` (so streamed and blocking results cannot differ)."""
+    texts: list[str] = []
+    tokens: list[int] = []
+    for chunk in chunks:
+        texts.append(chunk.text)
+        tokens.extend(chunk.token_ids)
+    return Completion("".join(texts), tokens, chunk.finish_reason, chunk.usage, chunk.timings)
 
 
 def load(path: str | os.PathLike, **options: Any) -> Model:
