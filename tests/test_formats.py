@@ -241,3 +241,14 @@ def test_model_file_closes(tmp_path):
     with open_model_file(path) as m:
         assert m.tensors
     assert m.tensors == {}
+
+
+def test_tensor_names_map_both_ways():
+    from airoboros_ggml.formats import ggml_to_gguf
+    from airoboros_ggml.formats.tensors import expected_llama_shapes
+
+    names = list(expected_llama_shapes(tiny_hparams()))
+    ggml = [gguf_to_ggml(n) for n in names]
+    assert "layers.1.feed_forward.w2.weight" in ggml and "tok_embeddings.weight" in ggml and "norm.weight" in ggml
+    assert [ggml_to_gguf(n) for n in ggml] == names
+    assert gguf_to_ggml("rope_freqs.weight") == ggml_to_gguf("rope_freqs.weight") == "rope_freqs.weight"

@@ -27,30 +27,33 @@ _LAYER = {
 LAYER_TENSORS: tuple[str, ...] = tuple(_LAYER)
 """Per-layer tensor suffixes (GGUF convention)."""
 
-_GGML_LAYER = {v: k for k, v in _LAYER.items()}
-_GGML_GLOBAL = {v: k for k, v in _GLOBAL.items()}
-_GGUF_RE = re.compile(r"blk\.(\d+)\.(.+)")
-_GGML_RE = re.compile(r"layers\.(\d+)\.(.+)")
+_TO_GGML = (_GLOBAL, re.compile(r"blk\.(\d+)\.(.+)"), _LAYER, "layers.{}.{}")
+_TO_GGUF = (
+    {v: k for k, v in _GLOBAL.items()},
+    re.compile(r"layers\.(\d+)\.(.+)"),
+    {v: k for k, v in _LAYER.items()},
+    "blk.{}.{}",
+)
+
+
+def _rename(name: str, convention: tuple) -> str:
+    global_names, layer_re, layer_names, layer_format = convention
+    if name in global_names:
+        return global_names[name]
+    m = layer_re.fullmatch(name)
+    if m and m.group(2) in layer_names:
+        return layer_format.format(m.group(1), layer_names[m.group(2)])
+    return name
 
 
 def gguf_to_ggml(name: str) -> str:
     """GGUF tensor name -> GGML v3 name (unknown names pass through)."""
-    if name in _GLOBAL:
-        return _GLOBAL[name]
-    m = _GGUF_RE.fullmatch(name)
-    if m and m.group(2) in _LAYER:
-        return f"layers.{m.group(1)}.{_LAYER[m.group(2)]}"
-    return name
+    return _rename(name, _TO_GGML)
 
 
 def ggml_to_gguf(name: str) -> str:
     """GGML v3 tensor name -> GGUF name (unknown names pass through)."""
-    if name in _GGML_GLOBAL:
-        return _GGML_GLOBAL[name]
-    m = _GGML_RE.fullmatch(name)
-    if m and m.group(2) in _GGML_LAYER:
-        return f"blk.{m.group(1)}.{_GGML_LAYER[m.group(2)]}"
-    return name
+    return _rename(name, _TO_GGUF)
 
 
 def layer_name(i: int, suffix: str) -> str:
