@@ -52,7 +52,7 @@ class Model:
         self.template: PromptTemplate = get_template(
             options.prompt_format, chat_template=model_file.vocab.chat_template
         )
-        weights = LlamaWeights.from_model_file(model_file)
+        weights = LlamaWeights.from_model_file(model_file, quantized_activations=not options.exact_activations)
         self._weight_types = weight_types(weights)
         self._forward = LlamaForward(self.hparams, weights)
         self._cache = KVCache(self.hparams, self.n_ctx, options.kv_type)

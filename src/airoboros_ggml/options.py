@@ -111,6 +111,11 @@ class LoadOptions(BaseModel):
     kv_type: Literal["f16", "f32"] = "f16"
     """Storage of cached keys/values: ``f16`` (as llama.cpp, half the memory) or ``f32`` (exact)."""
 
+    exact_activations: bool = False
+    """Multiply one-token activations by the weights in exact float32. The default (False) quantizes them to
+    8 bits per block and uses integer dot products, as llama.cpp does (K-quant weights on AVX2 CPUs: 2.5-3.5x
+    faster matrix-vector products, ~0.5% error per dot product)."""
+
     @field_validator("rope_freq_base", "rope_freq_scale", "rms_norm_eps")
     @classmethod
     def _check_positive_finite(cls, value: float | None) -> float | None:

@@ -19,9 +19,11 @@ import numba
 import numpy as np
 
 from ..ggml_types import GGMLType, ggml_type
-from . import fused, tiles
+from . import fused, int_dot, tiles
 from . import kernels as K
+from .q8_activations import Q8K
 from .registry import TYPE_TRAITS
+from .simd import HAVE_AVX2
 
 TILE_ROWS = 256
 """Weight rows dequantized per BLAS call in :meth:`WeightMatrix.matmul` (float32 scratch of TILE_ROWS*n_in)."""
@@ -29,6 +31,9 @@ TILE_ROWS = 256
 MATVEC_MAX_TOKENS = 2
 """Batches of at most this many tokens use the fused matvec kernel per token instead of tiles + BLAS."""
 
+
+_Q8K_MATVEC = {GGMLType.Q4_K: int_dot.mv_q4_k_q8k, GGMLType.Q6_K: int_dot.mv_q6_k_q8k} if HAVE_AVX2 else {}
+"""Types with an integer matvec over Q8_K activations on this machine (see :mod:`.int_dot`)."""
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -51,15 +56,19 @@ class WeightMatrix:
         n_out: output features (rows).
         n_in: input features (row length in elements).
         ggml_type: the storage type.
+        quantized_activations: ``matvec`` quantizes ``x`` to 8 bits per block and uses integer dot products,
+            as llama.cpp does (Q4_K and Q6_K on AVX2 machines; ~2.5-3.5x faster, dot products off by ~0.5%
+            of ``|w||x|``); False keeps ``x`` exact float32. ``matmul`` of larger batches is always exact.
     """
 
-    __slots__ = ("raw", "n_out", "n_in", "ggml_type", "_w32")
+    __slots__ = ("raw", "n_out", "n_in", "ggml_type", "quantized_activations", "_w32")
 
-    def __init__(self, raw: np.ndarray, ggml_type_: GGMLType, n_in: int) -> None:
+    def __init__(self, raw: np.ndarray, ggml_type_: GGMLType, n_in: int, quantized_activations: bool = False) -> None:
         self.raw = raw  # uint8 (n_out, row_bytes)
         self.n_out = raw.shape[0]
         self.n_in = n_in
         self.ggml_type = ggml_type_
+        self.quantized_activations = quantized_activations
         # F32 rows viewed as float32 (zero copy when 4-byte aligned)
         self._w32 = raw.view(np.float32) if ggml_type_ == GGMLType.F32 else None
 
@@ -81,7 +90,10 @@ class WeightMatrix:
         elif out.shape != (self.n_out,) or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be contiguous float32 ({self.n_out},), got {out.dtype} {out.shape}")
         t, raw = self.ggml_type, self.raw
-        if t == GGMLType.Q4_K:
+        if self.quantized_activations and t in _Q8K_MATVEC:
+            y = Q8K.of(x)
+            _Q8K_MATVEC[t](raw, y.qs, y.d, y.bsums, out)
+        elif t == GGMLType.Q4_K:
             fused.mv_q4_k(raw, x, out)
         elif t == GGMLType.Q5_K:
             fused.mv_q5_k(raw, x, out)
@@ -156,13 +168,16 @@ class WeightMatrix:
         return out
 
 
-def prepare_weight(raw_rows: np.ndarray, ggml_type_: GGMLType | int | str, n_in: int) -> WeightMatrix:
+def prepare_weight(
+    raw_rows: np.ndarray, ggml_type_: GGMLType | int | str, n_in: int, quantized_activations: bool = False
+) -> WeightMatrix:
     """Wrap raw rows as a :class:`WeightMatrix` (zero copy; the rows are never written).
 
     Args:
         raw_rows: uint8 (n_out, row_bytes) contiguous rows, e.g. a view into a memory-mapped file.
         ggml_type_: storage type (enum, integer id or name).
         n_in: elements per row.
+        quantized_activations: see :class:`WeightMatrix` (False: exact float32 products).
 
     Raises:
         ValueError: unsupported type, ``n_in`` not a multiple of the block, or wrong row size.
@@ -185,7 +200,7 @@ def prepare_weight(raw_rows: np.ndarray, ggml_type_: GGMLType | int | str, n_in:
         )
     if not raw.flags.c_contiguous:
         raise ValueError("raw_rows must be C-contiguous")
-    return WeightMatrix(raw, t, n_in)
+    return WeightMatrix(raw, t, n_in, quantized_activations)
 
 
 def matvec(W: WeightMatrix, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

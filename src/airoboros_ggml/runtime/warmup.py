@@ -30,7 +30,10 @@ def weight_types(weights: LlamaWeights) -> set[GGMLType]:
 
 
 def warm_up(types: set[GGMLType], n_in: int = 256) -> None:
-    """Run matvec, matmul and get_rows once per type on a zero matrix (zero scales are valid blocks)."""
+    """Run matvec (exact and 8-bit activations), matmul and get_rows once per type on a zero matrix.
+
+    Zero scales are valid blocks.
+    """
     todo = sorted(types - _warm)
     if not todo:
         return
@@ -42,6 +45,7 @@ def warm_up(types: set[GGMLType], n_in: int = 256) -> None:
         raw = np.zeros((4, row_nbytes(t, n_in)), dtype=np.uint8)  # uint8 (4, row_bytes)
         w = prepare_weight(raw, t, n_in)
         w.matvec(x[0])
+        prepare_weight(raw, t, n_in, quantized_activations=True).matvec(x[0])
         w.matmul(x)
         w.get_rows(np.array([0, 3]))
         _warm.add(t)

@@ -38,8 +38,12 @@ class LlamaWeights:
     layers: list[LayerWeights]
 
     @classmethod
-    def from_model_file(cls, model_file: ModelFile) -> LlamaWeights:
-        """Bind every tensor of a checked Llama file (the file must stay open while the weights are used)."""
+    def from_model_file(cls, model_file: ModelFile, quantized_activations: bool = False) -> LlamaWeights:
+        """Bind every tensor of a checked Llama file (the file must stay open while the weights are used).
+
+        ``quantized_activations``: matrices multiply single tokens through 8-bit activations (see
+        :class:`~airoboros_ggml.quants.WeightMatrix`); False keeps every product exact float32.
+        """
         if not model_file.tensors:
             raise ModelFormatError(
                 f"{model_file.path}: this file holds only a vocabulary, no weights; it can be used for "
@@ -49,7 +53,7 @@ class LlamaWeights:
 
         def matrix(name: str) -> WeightMatrix:
             t = model_file.tensors[rename(name)]
-            return prepare_weight(t.rows, t.ggml_type, t.shape[-1])
+            return prepare_weight(t.rows, t.ggml_type, t.shape[-1], quantized_activations)
 
         def vector(name: str) -> np.ndarray:
             t = model_file.tensors[rename(name)]

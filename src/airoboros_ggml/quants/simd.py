@@ -1,0 +1,90 @@
+"""Small LLVM IR building blocks for numba ``@intrinsic`` kernels: vector loads and x86 integer dot products.
+
+numba cannot express 8-bit SIMD (its integer typing widens byte arithmetic to 64-bit lanes), so the integer
+dot-product kernels of :mod:`.int_dot` emit vector IR directly with these helpers. They use the AVX2
+instructions ``vpmaddubsw`` (u8 x i8 products, adjacent pairs summed to i16) and ``vpmaddwd`` (i16 x i16,
+pairs summed to i32), present on every x86-64 CPU since 2013; LLVM keeps them on AVX-512 machines (Zen 4
+executes 512-bit integer ops as two 256-bit halves anyway). :data:`HAVE_AVX2` says whether numba compiles
+for a CPU that has them; without it callers must use the exact float32 kernels (an AVX2 intrinsic on a
+target without AVX2 would abort LLVM, so this check is not optional).
+"""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba.core import cgutils, config
+
+I8, I16, I32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
+F32 = ir.FloatType()
+V32I8 = ir.VectorType(I8, 32)  # one 256-bit register of bytes
+V16I8 = ir.VectorType(I8, 16)
+V16I16 = ir.VectorType(I16, 16)
+V8I32 = ir.VectorType(I32, 8)
+
+
+def _numba_target_has_avx2() -> bool:
+    """Whether numba generates code for a CPU with AVX2 (host CPU, or ``NUMBA_CPU_NAME``/``_FEATURES``)."""
+    if config.CPU_NAME and config.CPU_NAME != "host":
+        return "+avx2" in (config.CPU_FEATURES or "").split(",")
+    try:
+        return bool(llvm.get_host_cpu_features().get("avx2", False))
+    except RuntimeError:  # LLVM cannot tell (non-x86 host)
+        return False
+
+
+HAVE_AVX2: bool = _numba_target_has_avx2()
+"""True when the integer dot-product kernels can be compiled for this machine."""
+
+
+def const(value: int, ty: ir.Type = I32) -> ir.Constant:
+    """An integer constant (a splat when ``ty`` is a vector type)."""
+    if isinstance(ty, ir.VectorType):
+        return ir.Constant(ty, [value] * ty.count)
+    return ir.Constant(ty, value)
+
+
+def array_ptr(context, builder, array_type, array, offset) -> ir.Value:
+    """Pointer to ``array[offset]`` (element pointer of a contiguous numba array argument)."""
+    ary = context.make_array(array_type)(context, builder, array)
+    return builder.gep(ary.data, [offset])
+
+
+def byte_ptr(builder, ptr, offset: int) -> ir.Value:
+    """``ptr + offset`` elements (constant offset)."""
+    return builder.gep(ptr, [const(offset)])
+
+
+def load(builder, ptr, ty: ir.Type) -> ir.Value:
+    """Unaligned load of a value of type ``ty`` (scalar or vector) at ``ptr``."""
+    return builder.load(builder.bitcast(ptr, ty.as_pointer()), align=1)
+
+
+def load_f16(builder, ptr) -> ir.Value:
+    """float32 value of the IEEE half at ``ptr`` (``vcvtph2ps``)."""
+    return builder.fpext(builder.bitcast(load(builder, ptr, I16), ir.HalfType()), F32)
+
+
+def pick(builder, vec, lanes: list[int]) -> ir.Value:
+    """Vector of ``vec[lanes[i]]`` (a shuffle; e.g. a broadcast of one lane)."""
+    return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(I32, len(lanes)), lanes))
+
+
+def _call(builder, name: str, ret: ir.Type, args: list) -> ir.Value:
+    fnty = ir.FunctionType(ret, [a.type for a in args])
+    return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), args)
+
+
+def maddubs(builder, u8, s8) -> ir.Value:
+    """``vpmaddubsw``: u8 (32,) x i8 (32,) -> i16 (16,), lane i = u[2i]*s[2i] + u[2i+1]*s[2i+1] (saturating)."""
+    return _call(builder, "llvm.x86.avx2.pmadd.ub.sw", V16I16, [u8, s8])
+
+
+def maddwd(builder, a, b) -> ir.Value:
+    """``vpmaddwd``: i16 (16,) x i16 (16,) -> i32 (8,), lane i = a[2i]*b[2i] + a[2i+1]*b[2i+1]."""
+    return _call(builder, "llvm.x86.avx2.pmadd.wd", V8I32, [a, b])
+
+
+def hsum(builder, v) -> ir.Value:
+    """Sum of the lanes of an i32 (8,) vector."""
+    return _call(builder, "llvm.vector.reduce.add.v8i32", I32, [v])
