@@ -47,27 +47,26 @@ def quantize_q8_k_into(x, qs, d, bsums):
 
 
 class Q8K:
-    """A vector quantized to Q8_K, held as three arrays (see the module docstring)."""
+    """Activations of ``n_tok`` tokens quantized to Q8_K, held as three arrays (see the module docstring)."""
 
     __slots__ = ("qs", "d", "bsums")
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, x: np.ndarray) -> None:
+        """Quantize x float32 (n_tok, n) or (n,) (treated as one token); n % 256 == 0."""
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, x.shape[-1])  # float32 (n_tok, n)
+        n_tok, n = x.shape
         if n % QK_K:
-            raise ValueError(f"Q8_K needs a multiple of {QK_K} elements, got {n}")
-        self.qs = np.empty(n, np.int8)  # int8 (n,)
-        self.d = np.empty(n // QK_K, np.float32)  # float32 (n/256,)
-        self.bsums = np.empty(n // 16, np.int16)  # int16 (n/16,)
-
-    @classmethod
-    def of(cls, x: np.ndarray) -> Q8K:
-        """Quantize x float32 (n,)."""
-        q = cls(x.shape[0])
-        quantize_q8_k_into(np.ascontiguousarray(x, dtype=np.float32), q.qs, q.d, q.bsums)
-        return q
+            raise ValueError(f"Q8_K needs a multiple of {QK_K} elements per token, got {n}")
+        self.qs = np.empty((n_tok, n), np.int8)  # int8 (n_tok, n)
+        self.d = np.empty((n_tok, n // QK_K), np.float32)  # float32 (n_tok, n/256)
+        self.bsums = np.empty((n_tok, n // 16), np.int16)  # int16 (n_tok, n/16)
+        # blocks never straddle tokens, so the batch quantizes as one long vector
+        quantize_q8_k_into(x.reshape(-1), self.qs.reshape(-1), self.d.reshape(-1), self.bsums.reshape(-1))
 
     def dequantize(self) -> np.ndarray:
-        """float32 (n,) values d*q."""
-        return (self.qs.reshape(-1, QK_K).astype(np.float32) * self.d[:, None]).reshape(-1)
+        """float32 (n_tok, n) values d*q."""
+        n_tok, n = self.qs.shape
+        return (self.qs.reshape(-1, QK_K).astype(np.float32) * self.d.reshape(-1, 1)).reshape(n_tok, n)
 
 
 def quantize_q8_k_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
