@@ -14,7 +14,7 @@ from airoboros_ggml.ggml_types import GGMLType
 from airoboros_ggml.quants import TYPE_TRAITS, dequantize, prepare_weight, quantize
 from airoboros_ggml.quants.q8_activations import Q8K, quantize_q8_k_reference
 from airoboros_ggml.quants.simd import HAVE_AVX2
-from airoboros_ggml.quants.weight import INT_MATMUL_MAX_TOKENS, Q8K_TYPES
+from airoboros_ggml.quants.weight import INT_KERNELS, INT_MATMUL_MAX_TOKENS
 
 needs_avx2 = pytest.mark.skipif(not HAVE_AVX2, reason="integer kernels need an AVX2 CPU (float32 kernels used)")
 INT_TYPES = [GGMLType.Q4_K, GGMLType.Q6_K]
@@ -64,7 +64,7 @@ def _weights(t: GGMLType, n_out: int, n_in: int, rng: np.random.Generator) -> np
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("t", INT_TYPES, ids=lambda t: t.name)
 def test_integer_products_match_float64(t: GGMLType, n_threads: int) -> None:
-    assert t in Q8K_TYPES
+    assert t in INT_KERNELS
     rng = np.random.default_rng(int(t) + 10 * n_threads)
     saved = numba.get_num_threads()
     numba.set_num_threads(n_threads)
@@ -109,5 +109,5 @@ def test_types_without_integer_kernel_ignore_the_flag(t: GGMLType) -> None:
     rng = np.random.default_rng(4)
     raw = quantize(rng.standard_normal((5, 256)).astype(np.float32), t)
     x = rng.standard_normal(256).astype(np.float32)
-    assert t not in Q8K_TYPES
+    assert t not in INT_KERNELS
     assert np.array_equal(prepare_weight(raw, t, 256).matvec(x), prepare_weight(raw, t, 256, True).matvec(x))

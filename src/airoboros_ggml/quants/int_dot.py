@@ -26,9 +26,10 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from ..ggml_types import GGMLType
 from . import simd as S
 from .fused import PREFETCH_AHEAD, ROWS_PER_TASK, _prefetch
-from .q8_activations import QK_K
+from .q8_activations import Q8K, QK_K
 
 
 def _block_pointers(context, builder, sig, args):
@@ -197,3 +198,17 @@ def matmul_q8k(kind, raw, qs, d, bsums, out):
     for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         acc = np.empty(d.shape[0], np.float32)  # float32 (n_tok,) per-task accumulator
         _rows(kind, raw, c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK), qs, d, bsums, acc, out)
+
+
+TYPES = frozenset({GGMLType.Q4_K, GGMLType.Q6_K})
+"""Weight types :func:`matmul` multiplies."""
+
+
+def matmul(t: GGMLType, raw: np.ndarray, X: np.ndarray, out: np.ndarray) -> None:
+    """``out = X @ W.T`` through Q8_K activations.
+
+    raw uint8 (n_out, row_bytes) of type ``t`` in :data:`TYPES`, X float32 (n_tok, n_in) -> out float32
+    (n_tok, n_out) (contiguous).
+    """
+    y = Q8K(X)
+    matmul_q8k(int(t), raw, y.qs, y.d, y.bsums, out)

@@ -21,7 +21,6 @@ import numpy as np
 from ..ggml_types import GGMLType, ggml_type
 from . import fused, int_dot, tiles
 from . import kernels as K
-from .q8_activations import Q8K
 from .registry import TYPE_TRAITS
 from .simd import HAVE_AVX2
 
@@ -32,8 +31,8 @@ MATVEC_MAX_TOKENS = 2
 """Batches of at most this many tokens use the fused matvec kernel per token instead of tiles + BLAS."""
 
 
-Q8K_TYPES = frozenset({GGMLType.Q4_K, GGMLType.Q6_K} if HAVE_AVX2 else ())
-"""Types with integer products over Q8_K activations on this machine (see :mod:`.int_dot`)."""
+INT_KERNELS = {t: mod.matmul for mod in (int_dot,) for t in mod.TYPES} if HAVE_AVX2 else {}
+"""Integer ``matmul(t, raw, X, out)`` over 8-bit activations per weight type, on this machine (AVX2)."""
 
 INT_MATMUL_MAX_TOKENS = 32
 """With quantized activations, batches up to this size use the integer kernel, larger ones tiles + BLAS
@@ -94,9 +93,8 @@ class WeightMatrix:
         elif out.shape != (self.n_out,) or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be contiguous float32 ({self.n_out},), got {out.dtype} {out.shape}")
         t, raw = self.ggml_type, self.raw
-        if self.quantized_activations and t in Q8K_TYPES:
-            y = Q8K(x)
-            int_dot.matmul_q8k(int(t), raw, y.qs, y.d, y.bsums, out.reshape(1, -1))
+        if self.quantized_activations and t in INT_KERNELS:
+            INT_KERNELS[t](t, raw, x.reshape(1, -1), out.reshape(1, -1))
         elif t == GGMLType.Q4_K:
             fused.mv_q4_k(raw, x, out)
         elif t == GGMLType.Q5_K:
@@ -132,9 +130,8 @@ class WeightMatrix:
         X = self._check_x(X, 2)  # float32 (n_tok, n_in)
         n_tok = X.shape[0]
         out = np.empty((n_tok, self.n_out), dtype=np.float32)  # float32 (n_tok, n_out)
-        if self.quantized_activations and self.ggml_type in Q8K_TYPES and n_tok <= INT_MATMUL_MAX_TOKENS:
-            y = Q8K(X)
-            int_dot.matmul_q8k(int(self.ggml_type), self.raw, y.qs, y.d, y.bsums, out)
+        if self.quantized_activations and self.ggml_type in INT_KERNELS and n_tok <= INT_MATMUL_MAX_TOKENS:
+            INT_KERNELS[self.ggml_type](self.ggml_type, self.raw, X, out)
             return out
         if n_tok <= MATVEC_MAX_TOKENS:
             for i in range(n_tok):
