@@ -52,6 +52,16 @@ def test_run_accepts_llama_cpp_spellings(tiny_bin):
     args = ["run", "-m", str(tiny_bin), "-p", "hi", "-n", "3", "-c", "512", "--repeat_penalty", "1.1", "--top_k", "5",
             "--rope-freq-base", "10000", "--rms-norm-eps", "1e-5", "-t", "1", "-b", "8", "--seed", "3"]
     assert main(args) == 0
+    assert main([*args, "--exact-activations"]) == 0
+
+
+def test_exact_activations_flag_reaches_the_load_options():
+    from airoboros_ggml.cli import build_parser
+    from airoboros_ggml.run_command import _options
+
+    parse = build_parser().parse_args
+    assert _options(parse(["run", "-m", "x.gguf", "--exact-activations"]))[0]["exact_activations"] is True
+    assert "exact_activations" not in _options(parse(["run", "-m", "x.gguf"]))[0]  # LoadOptions default
 
 
 @pytest.mark.parametrize(

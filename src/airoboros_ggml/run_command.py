@@ -67,6 +67,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         "(the file's own template; the default for -m smollm2)")
     p.add_argument("--system", default=None, help="system message replacing the template's preamble")
     p.add_argument("--color", action="store_true", help="colour the prompt / user input")
+    p.add_argument("--exact-activations", action="store_true", default=None,
+                   help="exact float32 matrix-vector products (default: 8-bit activations, as llama.cpp)")
     p.add_argument("-ngl", "--n-gpu-layers", "--gpu-layers", dest="n_gpu_layers", type=int, default=None,
                    help="not supported: this runtime is CPU-only (refused if > 0)")
 
@@ -94,7 +96,7 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
             f"-ngl/--n-gpu-layers {args.n_gpu_layers}: GPU offload is not available; airoboros-ggml runs on "
             "the CPU only. Remove the flag (or pass -ngl 0)."
         )
-    load_kw = {k: getattr(args, k) for k in ("n_ctx", "n_threads", "n_batch", "seed")}
+    load_kw = {k: getattr(args, k) for k in ("n_ctx", "n_threads", "n_batch", "seed", "exact_activations")}
     load_kw.update({dest: getattr(args, dest) for dest, _, _ in _LOAD_FLAGS.values()})
     load_kw = {k: v for k, v in load_kw.items() if v is not None}
     fmt = args.prompt_format or ("auto" if args.model == "smollm2" else "airoboros")
