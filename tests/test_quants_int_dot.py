@@ -17,7 +17,7 @@ from airoboros_ggml.quants.simd import HAVE_AVX2
 from airoboros_ggml.quants.weight import INT_KERNELS, INT_MATMUL_MAX_TOKENS
 
 needs_avx2 = pytest.mark.skipif(not HAVE_AVX2, reason="integer kernels need an AVX2 CPU (float32 kernels used)")
-INT_TYPES = [GGMLType.Q4_K, GGMLType.Q6_K]
+INT_TYPES = [GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K]
 
 
 def _activations(rng: np.random.Generator, n_tok: int, n_in: int) -> np.ndarray:
@@ -51,12 +51,22 @@ def _weights(t: GGMLType, n_out: int, n_in: int, rng: np.random.Generator) -> np
     w = rng.standard_normal((n_out, n_in)).astype(np.float32)
     w *= (10.0 ** rng.uniform(-3, 2, (n_out, 1))).astype(np.float32)
     raw = quantize(w, t)  # uint8 (n_out, row_bytes)
-    if n_out > 1:  # row 1: every code and scale at its maximum (overflow check), fp16 scales then set finite
-        raw[1] = 0xFF
-        bs = TYPE_TRAITS[t].type_size
-        for b in range(n_in // 256):
-            for o in {GGMLType.Q4_K: (0, 2), GGMLType.Q6_K: (208,)}[t]:
-                raw[1, b * bs + o : b * bs + o + 2] = np.frombuffer(np.float16(0.001).tobytes(), np.uint8)
+    bs = TYPE_TRAITS[t].type_size
+    f16_offsets = {  # d (and dmin) within a block, see the layouts in quants/kernels.py
+        GGMLType.Q2_K: (80, 82),
+        GGMLType.Q3_K: (108,),
+        GGMLType.Q4_K: (0, 2),
+        GGMLType.Q5_K: (0, 2),
+        GGMLType.Q6_K: (208,),
+    }[t]
+    # row 1: every code and scale at its maximum (overflow check); row 2: every byte 0 (Q3_K: values -4 with
+    # scale -32, its largest products); fp16 scales then set finite and nonzero
+    for r, fill in ((1, 0xFF), (2, 0x00)):
+        if r < n_out:
+            raw[r] = fill
+            for b in range(n_in // 256):
+                for o in f16_offsets:
+                    raw[r, b * bs + o : b * bs + o + 2] = np.frombuffer(np.float16(0.001).tobytes(), np.uint8)
     return raw
 
 

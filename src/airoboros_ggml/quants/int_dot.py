@@ -7,15 +7,26 @@ the integer sub-block scales, and only the block total is converted to float (se
 instructions per 64 weights instead of ~20 for the exact float32 kernels of :mod:`.fused`, so the kernels run
 at memory bandwidth (measured on the 2-core box: Q4_K 12.5 -> 34 GB/s, Q6_K 11.4 -> 41 GB/s).
 
-Per block (both types): the block intrinsic returns ``float32(d_w * isum - dmin_w * msum)``; the weight
-codes are unsigned, and offsets (Q4_K mins, Q6_K's -32) are applied through the activation ``bsums``:
+Per block (every type): the block intrinsic returns ``float32(d_w * isum - dmin_w * msum)``; the weight
+codes fed to ``vpmaddubsw`` are unsigned, and offsets (mins, Q6_K's -32, Q3_K's -4) are applied through the
+activation ``bsums`` (``bsum_g`` = sum of the 16 activation bytes of group g, ``y`` the activation bytes):
 
+* ``Q2_K``: ``isum = sum_g sc_g * sum_{i in g} q_i y_i`` (16 groups of 16, 2-bit q, sc_g = low nibble of
+  scales[g]), ``msum = sum_g m_g * bsum_g`` (m_g = high nibble).
+* ``Q3_K``: ``u = low2 + 4*hmask_bit`` (0..7) is the code and ``u - 4`` the value, so ``isum = sum_g sc_g *
+  sum_{i in g} u_i y_i - 4 * sum_g sc_g * bsum_g`` (16 groups of 16, sc_g = 6-bit scale - 32 in -32..31,
+  unpacked from the 12 bytes with 32-bit masks as ggml does), no mins.
 * ``Q4_K``: ``isum = sum_k sc_k * sum_{i in k} q_i y_i`` (8 sub-blocks of 32, 4-bit q), ``msum = sum_k
   m_k * (bsum_{2k} + bsum_{2k+1})``; scales and mins unpacked from the 12 bytes with 32-bit masks.
+* ``Q5_K``: as Q4_K with 5-bit q = nibble | (qh bit << 4) (0..31); the bit of element e is bit e//32 of
+  qh[e%32].
 * ``Q6_K``: ``isum = sum_g sc_g * sum_{i in g} q_i y_i - 32 * sum_g sc_g * bsum_g`` (16 groups of 16, 6-bit
   q, int8 scales), no mins.
 
-No integer overflow: a ``vpmaddubsw`` pair is at most 2*63*128 < 2^15, a block total under 2^31.
+No integer overflow: ``vpmaddubsw`` saturates a pair sum to int16, and the largest pair |u0*y0 + u1*y1| is
+2 * qmax * 128 = 768 (Q2_K), 1792 (Q3_K), 3840 (Q4_K), 7936 (Q5_K), 16128 (Q6_K), all < 2^15; ``vpmaddwd``
+with scales |sc| <= 63 (Q6_K int8: 128) and a block total (at most 256 * 63 * 128 * 128 ~ 2^28 for Q6_K) stay
+far under 2^31.
 """
 
 from __future__ import annotations
@@ -41,44 +52,146 @@ def _block_pointers(context, builder, sig, args):
     return rp, yp, bp
 
 
+def _k4_scales_mins(bld, rp):
+    """i16 (16,) lanes 0..7 = the 6-bit scales, 8..15 = the 6-bit mins of the Q4_K/Q5_K scales at rp + 4."""
+    u0, u1, u2 = (S.load(bld, S.byte_ptr(bld, rp, 4 + 4 * k), S.I32) for k in range(3))
+    m6, m4, m2 = S.const(0x3F3F3F3F), S.const(0x0F0F0F0F), S.const(0x03030303)
+    top2 = lambda u: bld.shl(bld.and_(bld.lshr(u, S.const(6)), m2), S.const(4))  # noqa: E731
+    words = (  # bytes: scales 0-3, scales 4-7, mins 0-3, mins 4-7
+        bld.and_(u0, m6),
+        bld.or_(bld.and_(u2, m4), top2(u0)),
+        bld.and_(u1, m6),
+        bld.or_(bld.and_(bld.lshr(u2, S.const(4)), m4), top2(u1)),
+    )
+    return bld.zext(bld.bitcast(_pack4(bld, words), S.V16I8), S.V16I16)
+
+
+def _pack4(bld, words):
+    """<4 x i32> vector of four i32 values."""
+    packed = ir.Constant(ir.VectorType(S.I32, 4), ir.Undefined)
+    for k, w in enumerate(words):
+        packed = bld.insert_element(packed, w, S.const(k))
+    return packed
+
+
+def _k4_block(bld, rp, yp, bp, qo, qh_o):
+    """float32 ``d*isum - dmin*msum`` of a Q4_K (qh_o None) or Q5_K (high bits at rp + qh_o) block."""
+    d = S.load_f16(bld, rp)
+    dmin = S.load_f16(bld, S.byte_ptr(bld, rp, 2))
+    sm = _k4_scales_mins(bld, rp)  # i16 (16,): scales 0..7, mins 0..7
+    bs = S.load(bld, bp, S.V16I16)  # i16 (16,) activation sums per 16
+    msum = S.hsum(bld, S.maddwd(bld, bs, S.pick(bld, sm, [8 + k // 2 for k in range(16)])))
+    qh = None if qh_o is None else S.load(bld, S.byte_ptr(bld, rp, qh_o), S.V32I8)
+    one, four = S.const(1, S.V32I8), S.const(4, S.V32I8)
+    acc = None
+    for j in range(4):  # 64 elements: low nibbles = sub-block 2j, high nibbles = 2j+1
+        q = S.load(bld, S.byte_ptr(bld, rp, qo + 32 * j), S.V32I8)
+        lo = bld.and_(q, S.const(15, S.V32I8))
+        hi = bld.lshr(q, S.const(4, S.V32I8))
+        if qh is not None:  # 5th bit of sub-block k = bit k of qh
+            lo = bld.or_(lo, bld.shl(bld.and_(bld.lshr(qh, S.const(2 * j, S.V32I8)), one), four))
+            hi = bld.or_(hi, bld.shl(bld.and_(bld.lshr(qh, S.const(2 * j + 1, S.V32I8)), one), four))
+        ylo = S.load(bld, S.byte_ptr(bld, yp, 64 * j), S.V32I8)
+        yhi = S.load(bld, S.byte_ptr(bld, yp, 64 * j + 32), S.V32I8)
+        t = bld.add(
+            S.maddwd(bld, S.maddubs(bld, lo, ylo), S.pick(bld, sm, [2 * j] * 16)),
+            S.maddwd(bld, S.maddubs(bld, hi, yhi), S.pick(bld, sm, [2 * j + 1] * 16)),
+        )
+        acc = t if acc is None else bld.add(acc, t)
+    isum = S.hsum(bld, acc)
+    return bld.fsub(bld.fmul(d, bld.sitofp(isum, S.F32)), bld.fmul(dmin, bld.sitofp(msum, S.F32)))
+
+
 @intrinsic
 def _q4_k_block(typingctx, row, o, qs, bsums, b):
     """float32 ``d*isum - dmin*msum`` of the Q4_K block at row[o] and activation block b."""
     sig = types.float32(row, o, qs, bsums, b)
 
     def codegen(context, bld, signature, args):
+        return _k4_block(bld, *_block_pointers(context, bld, signature, args), 16, None)
+
+    return sig, codegen
+
+
+@intrinsic
+def _q5_k_block(typingctx, row, o, qs, bsums, b):
+    """float32 ``d*isum - dmin*msum`` of the Q5_K block at row[o] and activation block b."""
+    sig = types.float32(row, o, qs, bsums, b)
+
+    def codegen(context, bld, signature, args):
+        return _k4_block(bld, *_block_pointers(context, bld, signature, args), 48, 16)
+
+    return sig, codegen
+
+
+def _low2_chunks(bld, rp, qo):
+    """The 8 vectors u8 (32,) of 2-bit codes of elements 32j..32j+31 (j = 4h + s) from qs[64] at rp + qo."""
+    m3 = S.const(3, S.V32I8)
+    out = []
+    for h in range(2):
+        q = S.load(bld, S.byte_ptr(bld, rp, qo + 32 * h), S.V32I8)
+        out += [bld.and_(q if s == 0 else bld.lshr(q, S.const(2 * s, S.V32I8)), m3) for s in range(4)]
+    return out
+
+
+def _group_dot(bld, codes, yp, sc):
+    """i32 (8,) partial sums of ``sum_g sc_g * sum_{i in g} code_i y_i`` over 8 chunks of 32 codes."""
+    acc = None
+    for j, u in enumerate(codes):
+        y = S.load(bld, S.byte_ptr(bld, yp, 32 * j), S.V32I8)
+        t = S.maddwd(bld, S.maddubs(bld, u, y), S.pick(bld, sc, [2 * j] * 8 + [2 * j + 1] * 8))
+        acc = t if acc is None else bld.add(acc, t)
+    return acc
+
+
+@intrinsic
+def _q2_k_block(typingctx, row, o, qs, bsums, b):
+    """float32 ``d*isum - dmin*msum`` of the Q2_K block at row[o] and activation block b."""
+    sig = types.float32(row, o, qs, bsums, b)
+
+    def codegen(context, bld, signature, args):
         rp, yp, bp = _block_pointers(context, bld, signature, args)
-        d = S.load_f16(bld, rp)
-        dmin = S.load_f16(bld, S.byte_ptr(bld, rp, 2))
-        u0, u1, u2 = (S.load(bld, S.byte_ptr(bld, rp, 4 + 4 * k), S.I32) for k in range(3))
-        m6, m4, m2 = S.const(0x3F3F3F3F), S.const(0x0F0F0F0F), S.const(0x03030303)
-        top2 = lambda u: bld.shl(bld.and_(bld.lshr(u, S.const(6)), m2), S.const(4))  # noqa: E731
-        words = (  # bytes: scales 0-3, scales 4-7, mins 0-3, mins 4-7
-            bld.and_(u0, m6),
-            bld.or_(bld.and_(u2, m4), top2(u0)),
-            bld.and_(u1, m6),
-            bld.or_(bld.and_(bld.lshr(u2, S.const(4)), m4), top2(u1)),
-        )
-        packed = ir.Constant(ir.VectorType(S.I32, 4), ir.Undefined)
-        for k, w in enumerate(words):
-            packed = bld.insert_element(packed, w, S.const(k))
-        sm = bld.zext(bld.bitcast(packed, S.V16I8), S.V16I16)  # i16 (16,): scales 0..7, mins 0..7
-        bs = S.load(bld, bp, S.V16I16)  # i16 (16,) activation sums per 16
-        msum = S.hsum(bld, S.maddwd(bld, bs, S.pick(bld, sm, [8 + k // 2 for k in range(16)])))
-        acc = None
-        for j in range(4):  # 64 elements: low nibbles = sub-block 2j, high nibbles = 2j+1
-            q = S.load(bld, S.byte_ptr(bld, rp, 16 + 32 * j), S.V32I8)
-            lo = bld.and_(q, S.const(15, S.V32I8))
-            hi = bld.lshr(q, S.const(4, S.V32I8))
-            ylo = S.load(bld, S.byte_ptr(bld, yp, 64 * j), S.V32I8)
-            yhi = S.load(bld, S.byte_ptr(bld, yp, 64 * j + 32), S.V32I8)
-            t = bld.add(
-                S.maddwd(bld, S.maddubs(bld, lo, ylo), S.pick(bld, sm, [2 * j] * 16)),
-                S.maddwd(bld, S.maddubs(bld, hi, yhi), S.pick(bld, sm, [2 * j + 1] * 16)),
-            )
-            acc = t if acc is None else bld.add(acc, t)
-        isum = S.hsum(bld, acc)
+        d = S.load_f16(bld, S.byte_ptr(bld, rp, 80))
+        dmin = S.load_f16(bld, S.byte_ptr(bld, rp, 82))
+        sb = S.load(bld, rp, S.V16I8)  # u8 (16,): scale | min << 4 per group
+        sc = bld.zext(bld.and_(sb, S.const(15, S.V16I8)), S.V16I16)  # i16 (16,) group scales 0..15
+        mn = bld.zext(bld.lshr(sb, S.const(4, S.V16I8)), S.V16I16)  # i16 (16,) group mins 0..15
+        msum = S.hsum(bld, S.maddwd(bld, S.load(bld, bp, S.V16I16), mn))
+        isum = S.hsum(bld, _group_dot(bld, _low2_chunks(bld, rp, 16), yp, sc))
         return bld.fsub(bld.fmul(d, bld.sitofp(isum, S.F32)), bld.fmul(dmin, bld.sitofp(msum, S.F32)))
+
+    return sig, codegen
+
+
+@intrinsic
+def _q3_k_block(typingctx, row, o, qs, bsums, b):
+    """float32 ``d*isum`` of the Q3_K block at row[o] and activation block b."""
+    sig = types.float32(row, o, qs, bsums, b)
+
+    def codegen(context, bld, signature, args):
+        rp, yp, bp = _block_pointers(context, bld, signature, args)
+        d = S.load_f16(bld, S.byte_ptr(bld, rp, 108))
+        u0, u1, u2 = (S.load(bld, S.byte_ptr(bld, rp, 96 + 4 * k), S.I32) for k in range(3))
+        m4, m2, c4 = S.const(0x0F0F0F0F), S.const(0x03030303), S.const(4)
+        top2 = lambda s: bld.shl(bld.and_(bld.lshr(u2, S.const(s)) if s else u2, m2), c4)  # noqa: E731
+        words = (  # bytes: 6-bit scales of groups 0-3, 4-7, 8-11, 12-15 (ggml's kmask1/kmask2 unpacking)
+            bld.or_(bld.and_(u0, m4), top2(0)),
+            bld.or_(bld.and_(u1, m4), top2(2)),
+            bld.or_(bld.and_(bld.lshr(u0, c4), m4), top2(4)),
+            bld.or_(bld.and_(bld.lshr(u1, c4), m4), top2(6)),
+        )
+        sc6 = bld.zext(bld.bitcast(_pack4(bld, words), S.V16I8), S.V16I16)
+        sc = bld.sub(sc6, S.const(32, S.V16I16))  # i16 (16,) signed group scales -32..31
+        offset = S.hsum(bld, S.maddwd(bld, S.load(bld, bp, S.V16I16), sc))  # sum_g sc_g * bsum_g
+        hm = S.load(bld, rp, S.V32I8)  # hmask: bit j of byte l = high bit of element 32j + l
+        one = S.const(1, S.V32I8)
+        two = S.const(2, S.V32I8)
+        codes = [  # u = low2 + 4 * high bit, 0..7
+            bld.or_(u, bld.shl(bld.and_(bld.lshr(hm, S.const(j, S.V32I8)) if j else hm, one), two))
+            for j, u in enumerate(_low2_chunks(bld, rp, 32))
+        ]
+        isum = bld.sub(S.hsum(bld, _group_dot(bld, codes, yp, sc)), bld.shl(offset, S.const(2)))
+        return bld.fmul(d, bld.sitofp(isum, S.F32))
 
     return sig, codegen
 
@@ -119,11 +232,56 @@ def _q6_k_block(typingctx, row, o, qs, bsums, b):
     return sig, codegen
 
 
-Q4_K, Q6_K = 12, 14  # GGUF type ids
+Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = 10, 11, 12, 13, 14  # GGUF type ids
 
 # Row kernels: one per type and per case (one token with a scalar accumulator, ~20% faster than the
 # batched form; or a batch of tokens, each weight block read once for all of them). A type flag tested
-# inside these loops, or a block function passed as an argument, cost 10-20% in measurements.
+# inside these loops, or a block function passed as an argument, cost 10-20% in measurements. Each block's
+# cache lines are prefetched PREFETCH_AHEAD bytes ahead, at most 64 bytes apart so that none is skipped.
+
+
+@numba.njit(cache=True, fastmath=True)
+def _row_q2_k(row, qs, d, bsums):
+    """One token: dot(dequant(row), y); qs int8 (n_in,), d float32 (nb,), bsums int16 (n_in/16,)."""
+    acc = np.float32(0)
+    for b in range(d.shape[0]):
+        o = b * 84
+        for k in range(2):
+            _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
+        acc += d[b] * _q2_k_block(row, o, qs, bsums, b)
+    return acc
+
+
+@numba.njit(cache=True, fastmath=True)
+def _row_q2_k_batch(row, qs, d, bsums, acc):
+    """acc[t] = dot(dequant(row), y_t) for every token: qs int8 (n_tok, n_in), d float32 (n_tok, nb), ..."""
+    acc[:] = 0
+    for b in range(d.shape[1]):
+        o = b * 84
+        for t in range(d.shape[0]):
+            acc[t] += d[t, b] * _q2_k_block(row, o, qs[t], bsums[t], b)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _row_q3_k(row, qs, d, bsums):
+    """One token: dot(dequant(row), y); qs int8 (n_in,), d float32 (nb,), bsums int16 (n_in/16,)."""
+    acc = np.float32(0)
+    for b in range(d.shape[0]):
+        o = b * 110
+        for k in range(2):
+            _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
+        acc += d[b] * _q3_k_block(row, o, qs, bsums, b)
+    return acc
+
+
+@numba.njit(cache=True, fastmath=True)
+def _row_q3_k_batch(row, qs, d, bsums, acc):
+    """acc[t] = dot(dequant(row), y_t) for every token: qs int8 (n_tok, n_in), d float32 (n_tok, nb), ..."""
+    acc[:] = 0
+    for b in range(d.shape[1]):
+        o = b * 110
+        for t in range(d.shape[0]):
+            acc[t] += d[t, b] * _q3_k_block(row, o, qs[t], bsums[t], b)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -139,6 +297,38 @@ def _row_q4_k(row, qs, d, bsums):
 
 
 @numba.njit(cache=True, fastmath=True)
+def _row_q4_k_batch(row, qs, d, bsums, acc):
+    """acc[t] = dot(dequant(row), y_t) for every token: qs int8 (n_tok, n_in), d float32 (n_tok, nb), ..."""
+    acc[:] = 0
+    for b in range(d.shape[1]):
+        o = b * 144
+        for t in range(d.shape[0]):
+            acc[t] += d[t, b] * _q4_k_block(row, o, qs[t], bsums[t], b)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _row_q5_k(row, qs, d, bsums):
+    """One token: dot(dequant(row), y); qs int8 (n_in,), d float32 (nb,), bsums int16 (n_in/16,)."""
+    acc = np.float32(0)
+    for b in range(d.shape[0]):
+        o = b * 176
+        for k in range(3):
+            _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
+        acc += d[b] * _q5_k_block(row, o, qs, bsums, b)
+    return acc
+
+
+@numba.njit(cache=True, fastmath=True)
+def _row_q5_k_batch(row, qs, d, bsums, acc):
+    """acc[t] = dot(dequant(row), y_t) for every token: qs int8 (n_tok, n_in), d float32 (n_tok, nb), ..."""
+    acc[:] = 0
+    for b in range(d.shape[1]):
+        o = b * 176
+        for t in range(d.shape[0]):
+            acc[t] += d[t, b] * _q5_k_block(row, o, qs[t], bsums[t], b)
+
+
+@numba.njit(cache=True, fastmath=True)
 def _row_q6_k(row, qs, d, bsums):
     """One token: dot(dequant(row), y); qs int8 (n_in,), d float32 (nb,), bsums int16 (n_in/16,)."""
     acc = np.float32(0)
@@ -148,16 +338,6 @@ def _row_q6_k(row, qs, d, bsums):
             _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
         acc += d[b] * _q6_k_block(row, o, qs, bsums, b)
     return acc
-
-
-@numba.njit(cache=True, fastmath=True)
-def _row_q4_k_batch(row, qs, d, bsums, acc):
-    """acc[t] = dot(dequant(row), y_t) for every token: qs int8 (n_tok, n_in), d float32 (n_tok, nb), ..."""
-    acc[:] = 0
-    for b in range(d.shape[1]):
-        o = b * 144
-        for t in range(d.shape[0]):
-            acc[t] += d[t, b] * _q4_k_block(row, o, qs[t], bsums[t], b)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -172,18 +352,35 @@ def _row_q6_k_batch(row, qs, d, bsums, acc):
 
 @numba.njit(cache=True)
 def _rows(kind, raw, r0, r1, qs, d, bsums, acc, out):
-    """out[:, r] for rows r0..r1-1 of a ``kind`` matrix; acc float32 (n_tok,) scratch."""
+    """out[:, r] for rows r0..r1-1 of a ``kind`` matrix; acc float32 (n_tok,) scratch.
+
+    The type is tested once per row, outside the row kernels' block loops.
+    """
     if d.shape[0] == 1:
+        q0, d0, b0 = qs[0], d[0], bsums[0]
         for r in range(r0, r1):
-            out[0, r] = _row_q4_k(raw[r], qs[0], d[0], bsums[0]) if kind == Q4_K else _row_q6_k(
-                raw[r], qs[0], d[0], bsums[0]
-            )
+            if kind == Q4_K:
+                out[0, r] = _row_q4_k(raw[r], q0, d0, b0)
+            elif kind == Q6_K:
+                out[0, r] = _row_q6_k(raw[r], q0, d0, b0)
+            elif kind == Q5_K:
+                out[0, r] = _row_q5_k(raw[r], q0, d0, b0)
+            elif kind == Q3_K:
+                out[0, r] = _row_q3_k(raw[r], q0, d0, b0)
+            else:
+                out[0, r] = _row_q2_k(raw[r], q0, d0, b0)
         return
     for r in range(r0, r1):
         if kind == Q4_K:
             _row_q4_k_batch(raw[r], qs, d, bsums, acc)
-        else:
+        elif kind == Q6_K:
             _row_q6_k_batch(raw[r], qs, d, bsums, acc)
+        elif kind == Q5_K:
+            _row_q5_k_batch(raw[r], qs, d, bsums, acc)
+        elif kind == Q3_K:
+            _row_q3_k_batch(raw[r], qs, d, bsums, acc)
+        else:
+            _row_q2_k_batch(raw[r], qs, d, bsums, acc)
         out[:, r] = acc
 
 
@@ -191,8 +388,8 @@ def _rows(kind, raw, r0, r1, qs, d, bsums, acc, out):
 def matmul_q8k(kind, raw, qs, d, bsums, out):
     """``out = Y @ W.T`` for K-quant rows W and Q8_K activations Y (n_tok tokens; n_tok = 1 is a matvec).
 
-    kind: Q4_K or Q6_K; raw uint8 (n_out, nb*block bytes); qs int8 (n_tok, n_in); d float32 (n_tok, nb);
-    bsums int16 (n_tok, n_in/16) -> out float32 (n_tok, n_out).
+    kind: Q2_K, Q3_K, Q4_K, Q5_K or Q6_K; raw uint8 (n_out, nb*block bytes); qs int8 (n_tok, n_in);
+    d float32 (n_tok, nb); bsums int16 (n_tok, n_in/16) -> out float32 (n_tok, n_out).
     """
     n = raw.shape[0]
     for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
@@ -200,7 +397,7 @@ def matmul_q8k(kind, raw, qs, d, bsums, out):
         _rows(kind, raw, c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK), qs, d, bsums, acc, out)
 
 
-TYPES = frozenset({GGMLType.Q4_K, GGMLType.Q6_K})
+TYPES = frozenset({GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K})
 """Weight types :func:`matmul` multiplies."""
 
 
