@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from ..ggml_types import GGMLType, ggml_type
-from . import fused, int_dot, tiles
+from . import fused, int_dot, int_dot_legacy, tiles
 from . import kernels as K
 from .registry import TYPE_TRAITS
 from .simd import HAVE_AVX2
@@ -31,7 +31,7 @@ MATVEC_MAX_TOKENS = 2
 """Batches of at most this many tokens use the fused matvec kernel per token instead of tiles + BLAS."""
 
 
-INT_KERNELS = {t: mod.matmul for mod in (int_dot,) for t in mod.TYPES} if HAVE_AVX2 else {}
+INT_KERNELS = {t: mod.matmul for mod in (int_dot, int_dot_legacy) for t in mod.TYPES} if HAVE_AVX2 else {}
 """Integer ``matmul(t, raw, X, out)`` over 8-bit activations per weight type, on this machine (AVX2)."""
 
 INT_MATMUL_MAX_TOKENS = 32
