@@ -1,4 +1,4 @@
-"""Legacy-type integer products (quants.int_dot_legacy) over Q8_0/Q8_1 activations, against float64 references.
+"""Legacy-type integer products (quants.int_dot_legacy) over Q8_0/Q8_1 activations vs float64 references.
 
 Contract: ``out = dequantize(W) @ dequantize(Y)`` up to float32 rounding (the integer block products are
 exact), where for Q4_1/Q5_1 the weight mins multiply the activation block's stored fp16 ``s`` (as in ggml)
@@ -18,7 +18,7 @@ from airoboros_ggml.quants.q8_activations import Q80, Q81, quantize_q8_0_referen
 from airoboros_ggml.quants.simd import HAVE_AVX2
 from airoboros_ggml.quants.weight import INT_KERNELS
 
-needs_avx2 = pytest.mark.skipif(not HAVE_AVX2, reason="integer kernels need an AVX2 CPU (float32 kernels used)")
+needs_avx2 = pytest.mark.skipif(not HAVE_AVX2, reason="integer kernels need an AVX2 CPU")
 LEGACY = [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0]
 WITH_MIN = (GGMLType.Q4_1, GGMLType.Q5_1)  # weights x = d*q + m, multiplied with Q8_1 activations
 
@@ -41,7 +41,8 @@ def test_q8_0_and_q8_1_quantizers_match_ggml_references() -> None:
     y0, y1 = Q80(x), Q81(x)
     for t in range(3):
         qs, d, sums = quantize_q8_0_reference(x[t])
-        assert np.array_equal(y0.qs[t], qs) and np.array_equal(y0.d[t], d) and np.array_equal(y0.sums[t], sums)
+        assert np.array_equal(y0.qs[t], qs) and np.array_equal(y0.d[t], d)
+        assert np.array_equal(y0.sums[t], sums)
         qs1, d1, s1 = quantize_q8_1_reference(x[t])
         assert np.array_equal(y1.qs[t], qs1) and np.array_equal(y1.d[t], d1) and np.array_equal(y1.s[t], s1)
     assert np.array_equal(y0.qs, y1.qs) and np.array_equal(y0.d, y1.d)
@@ -86,9 +87,9 @@ def _reference(t: GGMLType, raw: np.ndarray, wd: np.ndarray, X: np.ndarray) -> t
     want = yd @ wd.T
     if t in WITH_MIN:  # mins times the stored fp16 s instead of d*sum(q)
         n_out, nb = raw.shape[0], X.shape[1] // 32
-        m = raw.reshape(n_out, nb, -1)[:, :, 2:4].copy().view(np.float16)[..., 0].astype(np.float64)  # (n_out, nb)
-        ds = y.s - y.d.astype(np.float64) * y.qs.reshape(X.shape[0], nb, 32).sum(axis=2)  # float64 (n_tok, nb)
-        want += ds @ m.T
+        m = raw.reshape(n_out, nb, -1)[:, :, 2:4].copy().view(np.float16)[..., 0]  # float16 (n_out, nb)
+        ds = y.s - y.d.astype(np.float64) * y.qs.reshape(X.shape[0], nb, 32).sum(axis=2)  # (n_tok, nb)
+        want += ds @ m.astype(np.float64).T
     return want, np.abs(yd) @ np.abs(wd).T + 1e-30
 
 

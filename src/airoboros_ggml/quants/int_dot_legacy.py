@@ -57,12 +57,18 @@ def _fsum(bld, v) -> ir.Value:
     return bld.extract_element(v, S.const(0))
 
 
+def _pick2(bld, a, b, lanes: list[int]) -> ir.Value:
+    """Vector of ``concat(a, b)[lanes[i]]``."""
+    return bld.shuffle_vector(a, b, ir.Constant(ir.VectorType(S.I32, len(lanes)), lanes))
+
+
 def _gather_f16(bld, rp, offsets: list[int]) -> ir.Value:
     """float32 (len(offsets),) vector of the fp16 values at rp + each byte offset."""
     h = ir.Constant(ir.VectorType(S.I16, len(offsets)), ir.Undefined)
     for k, off in enumerate(offsets):
         h = bld.insert_element(h, S.load(bld, S.byte_ptr(bld, rp, off), S.I16), S.const(k))
-    return bld.fpext(bld.bitcast(h, ir.VectorType(ir.HalfType(), len(offsets))), ir.VectorType(S.F32, len(offsets)))
+    n = len(offsets)
+    return bld.fpext(bld.bitcast(h, ir.VectorType(ir.HalfType(), n)), ir.VectorType(S.F32, n))
 
 
 def _codes(bld, kind: int, bp) -> ir.Value:
@@ -73,9 +79,10 @@ def _codes(bld, kind: int, bp) -> ir.Value:
     codes = bld.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(S.I32, 32), list(range(32))))
     if kind in _QH_AT:  # 5th bit of element j = bit j of the little-endian u32 qh
         qh = bld.bitcast(S.load(bld, S.byte_ptr(bld, bp, _QH_AT[kind]), S.I32), ir.VectorType(S.I8, 4))
-        spread = bld.shuffle_vector(qh, qh, ir.Constant(ir.VectorType(S.I32, 32), [j // 8 for j in range(32)]))
+        spread = S.pick(bld, qh, [j // 8 for j in range(32)])  # byte j//8 of qh in lane j
         bits = bld.and_(spread, ir.Constant(S.V32I8, [1 << (j % 8) for j in range(32)]))
-        high = bld.select(bld.icmp_unsigned("!=", bits, S.const(0, S.V32I8)), S.const(16, S.V32I8), S.const(0, S.V32I8))
+        is_set = bld.icmp_unsigned("!=", bits, S.const(0, S.V32I8))
+        high = bld.select(is_set, S.const(16, S.V32I8), S.const(0, S.V32I8))
         codes = bld.or_(codes, high)
     return codes
 
@@ -93,7 +100,7 @@ def _group_codegen(kind: int, nblk: int):
         vf = ir.VectorType(S.F32, nblk)
         scale = bld.fmul(_gather_f16(bld, rp, [bs * k for k in range(nblk)]), S.load(bld, dp, vf))  # d_b*dy_b
         ones = S.const(1, S.V16I16)
-        acc = ir.Constant(V8F32, [0.0] * 8)
+        sums = []  # i32 (8,) partial sums of each block's products
         for k in range(nblk):
             bp = S.byte_ptr(bld, rp, bs * k)
             y = S.load(bld, S.byte_ptr(bld, yp, QK8 * k), S.V32I8)
@@ -103,14 +110,22 @@ def _group_codegen(kind: int, nblk: int):
                 p = S.maddubs(bld, absw, _call(bld, "llvm.x86.avx2.psign.b", S.V32I8, [y, w]))
             else:
                 p = S.maddubs(bld, _codes(bld, kind, bp), y)
-            f = bld.sitofp(S.maddwd(bld, p, ones), V8F32)
-            acc = _call(bld, "llvm.fmuladd.v8f32", V8F32, [f, S.pick(bld, scale, [k] * 8), acc])
-        total = _fsum(bld, acc)
-        if kind in _OFFSET:  # - off * sum_b d_b dy_b sum_i y_i
-            sums = bld.sitofp(S.load(bld, ap, ir.VectorType(S.I16, nblk)), vf)
-            extra = _fsum(bld, bld.fmul(scale, sums))
-            total = bld.fsub(total, bld.fmul(ir.Constant(S.F32, float(_OFFSET[kind])), extra))
-        elif kind in (Q4_1, Q5_1):  # + sum_b m_b s_b
+            sums.append(S.maddwd(bld, p, ones))
+        if nblk == 1:
+            one = ir.Constant(ir.VectorType(S.I32, 1), None)
+            isum = bld.insert_element(one, S.hsum(bld, sums[0]), S.const(0))
+        else:  # per-block totals in one vector: phaddd tree, then the two 128-bit halves added
+            while len(sums) > 2:
+                sums = [_call(bld, "llvm.x86.avx2.phadd.d", S.V8I32, sums[i : i + 2]) 
+                        for i in range(0, len(sums), 2)]
+            h0, h1 = sums  # lanes: blocks 0-3 low half, 0-3 high half / blocks 4-7 likewise
+            lows = _pick2(bld, h0, h1, [0, 1, 2, 3, 8, 9, 10, 11])
+            isum = bld.add(lows, _pick2(bld, h0, h1, [4, 5, 6, 7, 12, 13, 14, 15]))
+        if kind in _OFFSET:  # P_b - off * sum_i y_i
+            ysum = bld.sext(S.load(bld, ap, ir.VectorType(S.I16, nblk)), isum.type)
+            isum = bld.sub(isum, bld.mul(ysum, ir.Constant(isum.type, [_OFFSET[kind]] * nblk)))
+        total = _fsum(bld, bld.fmul(bld.sitofp(isum, vf), scale))
+        if kind in (Q4_1, Q5_1):  # + sum_b m_b s_b
             m = _gather_f16(bld, rp, [bs * k + 2 for k in range(nblk)])
             total = bld.fadd(total, _fsum(bld, bld.fmul(m, S.load(bld, ap, vf))))
         return total
@@ -247,7 +262,8 @@ def matmul_q8_0(kind, raw, qs, d, sums, out):
     n = raw.shape[0]
     for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         acc = np.empty(d.shape[0], np.float32)  # float32 (n_tok,) per-task accumulator
-        _rows_q8_0(kind, raw, c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK), qs, d, sums, acc, out)
+        r0 = c * ROWS_PER_TASK
+        _rows_q8_0(kind, raw, r0, min(n, r0 + ROWS_PER_TASK), qs, d, sums, acc, out)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -260,7 +276,8 @@ def matmul_q8_1(kind, raw, qs, d, s, out):
     n = raw.shape[0]
     for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         acc = np.empty(d.shape[0], np.float32)  # float32 (n_tok,) per-task accumulator
-        _rows_q8_1(kind, raw, c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK), qs, d, s, acc, out)
+        r0 = c * ROWS_PER_TASK
+        _rows_q8_1(kind, raw, r0, min(n, r0 + ROWS_PER_TASK), qs, d, s, acc, out)
 
 
 TYPES = frozenset({GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0})

@@ -8,6 +8,10 @@ product with a weight row is about 0.3-1% of ``|w||x|``, the same as llama.cpp's
 
 Here the three fields are kept in three arrays (structure of arrays) so that kernels index them directly:
 ``qs`` int8 (n,), ``d`` float32 (n/256,), ``bsums`` int16 (n/16,).
+
+For the legacy 32-element weight types, :class:`Q80` and :class:`Q81` hold ggml's ``Q8_0`` / ``Q8_1``
+activation blocks (fp16 ``d = amax/127``, codes ``round_half_even(x*127/amax)`` in [-127, 127]; ``Q8_1``
+adds fp16 ``s = d*sum(q)``), bit-identical to ggml's x86 (AVX2) quantizers; see the class docstrings.
 """
 
 from __future__ import annotations
@@ -108,7 +112,7 @@ def _quantize_q8_block32(x, o, qs):
 
 @numba.njit(cache=True)
 def quantize_q8_0_into(x, qs, d, sums):
-    """Q8_0: x float32 (n,) -> qs int8 (n,), d float32 (n/32,) (fp16-rounded), sums int16 (n/32,); n % 32 == 0."""
+    """Q8_0: x float32 (n,) -> qs int8 (n,), d float32 (n/32,) (fp16 value), sums int16 (n/32,); n%32 == 0."""
     for b in range(x.shape[0] // QK8):
         db, s = _quantize_q8_block32(x, QK8 * b, qs)
         d[b] = f32_round_f16(db)
@@ -132,9 +136,9 @@ class Q80:
     fp16(amax/127)``, ``q = round_half_even(x * (127/amax))`` (float32 product; codes in [-127, 127]); an
     all-zero block gets d = 0 and q = 0. The products use the fp16-rounded ``d``, as ggml does.
 
-    Held as arrays (structure of arrays): ``qs`` int8 (n_tok, n), ``d`` float32 (n_tok, n/32) (the fp16 value),
-    and ``sums`` int16 (n_tok, n/32), the integer sum of each block's ``qs`` (derived, not part of ggml's
-    block: the kernels apply the Q4_0/Q5_0 offsets -8/-16 through it).
+    Held as arrays (structure of arrays): ``qs`` int8 (n_tok, n), ``d`` float32 (n_tok, n/32) (the fp16
+    value), and ``sums`` int16 (n_tok, n/32), the integer sum of each block's ``qs`` (derived, not part of
+    ggml's block: the kernels apply the Q4_0/Q5_0 offsets -8/-16 through it).
     """
 
     __slots__ = ("qs", "d", "sums")
@@ -194,7 +198,7 @@ def _dequantize32(qs: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def quantize_q8_0_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Plain numpy ggml AVX2 ``quantize_row_q8_0``: x float32 (n,) -> (qs, d, sums) as :func:`quantize_q8_0_into`."""
+    """Plain numpy ggml AVX2 ``quantize_row_q8_0``: x float32 (n,) -> (qs, d, sums) like the numba kernel."""
     qs, d32 = _q8_reference(x)
     sums = qs.reshape(-1, QK8).astype(np.int32).sum(axis=1).astype(np.int16)  # int16 (n/32,)
     return qs.reshape(-1), d32.astype(np.float16).astype(np.float32), sums
@@ -214,6 +218,6 @@ def _q8_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     amax = np.abs(xb).max(axis=1)  # float32 (nb,)
     d32 = (amax / np.float32(127)).astype(np.float32)  # float32 (nb,)
     with np.errstate(divide="ignore"):
-        iscale = np.where(amax != 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)  # float32 (nb,)
+        iscale = np.where(amax != 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)  # (nb,)
     qs = np.rint(xb * iscale[:, None]).astype(np.int8)  # int8 (nb, 32)
     return qs, d32
