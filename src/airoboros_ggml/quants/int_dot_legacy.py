@@ -33,7 +33,7 @@ from .fused import PREFETCH_AHEAD, ROWS_PER_TASK, _prefetch
 from .q8_activations import Q80, Q81, QK8
 
 GROUP = 8
-"""Blocks per intrinsic call (256 weights); a row's remaining blocks go one per call."""
+"""Blocks per intrinsic call (256 weights; 16 measured slower); a row's remaining blocks go one per call."""
 
 Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 = 2, 3, 6, 7, 8  # GGUF type ids
 BLOCK_BYTES = {Q4_0: 18, Q4_1: 20, Q5_0: 22, Q5_1: 24, Q8_0: 34}
@@ -89,6 +89,7 @@ def _codes(bld, kind: int, bp) -> ir.Value:
 
 def _group_codegen(kind: int, nblk: int):
     """Codegen of ``float32 sum over blocks b0..b0+nblk-1`` for weight type ``kind`` (see the module docs)."""
+    assert nblk in (1, 8)
     bs = BLOCK_BYTES[kind]
 
     def codegen(context, bld, signature, args):
@@ -98,7 +99,8 @@ def _group_codegen(kind: int, nblk: int):
         dp = S.array_ptr(context, bld, signature.args[3], d, b0)
         ap = S.array_ptr(context, bld, signature.args[4], aux, b0)
         vf = ir.VectorType(S.F32, nblk)
-        scale = bld.fmul(_gather_f16(bld, rp, [bs * k for k in range(nblk)]), S.load(bld, dp, vf))  # d_b*dy_b
+        dw = _gather_f16(bld, rp, [bs * k for k in range(nblk)])
+        scale = bld.fmul(dw, S.load(bld, dp, vf))  # d_b * dy_b
         ones = S.const(1, S.V16I16)
         sums = []  # i32 (8,) partial sums of each block's products
         for k in range(nblk):
@@ -114,20 +116,21 @@ def _group_codegen(kind: int, nblk: int):
         if nblk == 1:
             one = ir.Constant(ir.VectorType(S.I32, 1), None)
             isum = bld.insert_element(one, S.hsum(bld, sums[0]), S.const(0))
-        else:  # per-block totals in one vector: phaddd tree, then the two 128-bit halves added
+        else:  # nblk == 8: per-block totals in one vector (phaddd tree, then the 128-bit halves added)
             while len(sums) > 2:
-                sums = [_call(bld, "llvm.x86.avx2.phadd.d", S.V8I32, sums[i : i + 2]) 
-                        for i in range(0, len(sums), 2)]
+                pairs = [sums[i : i + 2] for i in range(0, len(sums), 2)]
+                sums = [_call(bld, "llvm.x86.avx2.phadd.d", S.V8I32, pair) for pair in pairs]
             h0, h1 = sums  # lanes: blocks 0-3 low half, 0-3 high half / blocks 4-7 likewise
             lows = _pick2(bld, h0, h1, [0, 1, 2, 3, 8, 9, 10, 11])
             isum = bld.add(lows, _pick2(bld, h0, h1, [4, 5, 6, 7, 12, 13, 14, 15]))
         if kind in _OFFSET:  # P_b - off * sum_i y_i
             ysum = bld.sext(S.load(bld, ap, ir.VectorType(S.I16, nblk)), isum.type)
             isum = bld.sub(isum, bld.mul(ysum, ir.Constant(isum.type, [_OFFSET[kind]] * nblk)))
-        total = _fsum(bld, bld.fmul(bld.sitofp(isum, vf), scale))
-        if kind in (Q4_1, Q5_1):  # + sum_b m_b s_b
-            m = _gather_f16(bld, rp, [bs * k + 2 for k in range(nblk)])
-            total = bld.fadd(total, _fsum(bld, bld.fmul(m, S.load(bld, ap, vf))))
+        lanes = bld.fmul(bld.sitofp(isum, vf), scale)
+        if kind in (Q4_1, Q5_1):  # + m_b s_b
+            mw = _gather_f16(bld, rp, [bs * k + 2 for k in range(nblk)])
+            lanes = _call(bld, f"llvm.fmuladd.v{nblk}f32", vf, [mw, S.load(bld, ap, vf), lanes])
+        total = _fsum(bld, lanes)
         return total
 
     return codegen
@@ -159,7 +162,7 @@ def _row_q4_0(row, qs, d, aux, acc):
     nb = d.shape[1]
     for g in range(nb // GROUP):
         o = g * GROUP * 18
-        for k in range(3):
+        for k in range((GROUP * 18 + 63) // 64):
             _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
         for t in range(d.shape[0]):
             acc[t] += _g4_0(row, o, qs[t], d[t], aux[t], g * GROUP)
@@ -174,7 +177,7 @@ def _row_q4_1(row, qs, d, aux, acc):
     nb = d.shape[1]
     for g in range(nb // GROUP):
         o = g * GROUP * 20
-        for k in range(3):
+        for k in range((GROUP * 20 + 63) // 64):
             _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
         for t in range(d.shape[0]):
             acc[t] += _g4_1(row, o, qs[t], d[t], aux[t], g * GROUP)
@@ -189,7 +192,7 @@ def _row_q5_0(row, qs, d, aux, acc):
     nb = d.shape[1]
     for g in range(nb // GROUP):
         o = g * GROUP * 22
-        for k in range(3):
+        for k in range((GROUP * 22 + 63) // 64):
             _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
         for t in range(d.shape[0]):
             acc[t] += _g5_0(row, o, qs[t], d[t], aux[t], g * GROUP)
@@ -204,7 +207,7 @@ def _row_q5_1(row, qs, d, aux, acc):
     nb = d.shape[1]
     for g in range(nb // GROUP):
         o = g * GROUP * 24
-        for k in range(3):
+        for k in range((GROUP * 24 + 63) // 64):
             _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
         for t in range(d.shape[0]):
             acc[t] += _g5_1(row, o, qs[t], d[t], aux[t], g * GROUP)
@@ -219,7 +222,7 @@ def _row_q8_0(row, qs, d, aux, acc):
     nb = d.shape[1]
     for g in range(nb // GROUP):
         o = g * GROUP * 34
-        for k in range(5):
+        for k in range((GROUP * 34 + 63) // 64):
             _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
         for t in range(d.shape[0]):
             acc[t] += _g8_0(row, o, qs[t], d[t], aux[t], g * GROUP)
