@@ -10,12 +10,14 @@ one weight row, with ``P_b = sum_i q_i y_i`` the exact integer product of block 
 * ``Q8_0``: ``sum_b d_b dy_b P_b`` (signed x signed: ``vpsignb`` moves the weight's sign onto the
   activation, so ``vpmaddubsw`` sees ``|w|``; activation codes are in [-127, 127], so no sign overflow).
 
-A block's products come from ``vpmaddubsw`` + ``vpmaddwd`` (8 i32 partial sums). Like ggml's AVX2 path,
-they are converted to float and multiplied by the block's ``d_b dy_b`` into a float vector accumulator;
-here one intrinsic call handles :data:`GROUP` blocks (the scales of the group are gathered once into a
-vector, the offsets/mins added as one vector product) and reduces the accumulator once, so a horizontal sum
-costs once per 256 weights instead of once per block. No integer overflow: a ``vpmaddubsw`` pair is at
-most 2*31*127 (Q5) or 2*128*127 (Q8_0 with a -128 weight) < 2^15.
+A block's products come from ``vpmaddubsw`` + ``vpmaddwd`` (8 i32 partial sums). One intrinsic call handles
+:data:`GROUP` = 8 blocks (256 weights): a ``vphaddd`` tree turns their 8 partial-sum vectors into one
+vector of the 8 exact block totals ``P_b``, the offsets are subtracted in integers, and the vector is
+converted to float and multiplied by the gathered ``d_b dy_b`` (plus ``m_b s_b``) with one horizontal sum
+per group. ggml's AVX2 path instead converts and scales every block's 8 partial sums (4 more instructions
+per block); the result is the same up to float32 rounding (measured against libggml's ``vec_dot``: 1e-6
+relative). No integer overflow: a ``vpmaddubsw`` pair is at most 2*31*127 (Q5) or 2*128*127 (Q8_0 with a
+-128 weight) < 2^15.
 """
 
 from __future__ import annotations
