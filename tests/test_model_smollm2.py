@@ -26,6 +26,13 @@ llama-cpp-python 0.3.36 by scripts/make_smollm2_greedy_reference.py: 8 English p
 two of them (the Paris and Amazon paragraphs) our greedy continuation equals llama.cpp's for all 32 tokens,
 and that is asserted exactly; on all 8, every step where we differ must be a near-tie in our own logits.
 
+Arithmetic: by default single tokens and batches of <= 32 tokens are multiplied through 8-bit activations
+(as llama.cpp does), larger batches exactly. The teacher-forced evaluations here are 46+ tokens long, so
+exact; free-running decoding is not. The two n_same floors were measured with exact products and run on an
+``exact_activations`` model; with 8-bit activations the English paragraph flips a 0.041 near-tie at token 2
+the way local llama.cpp does. Over the 8 local paragraphs the default path follows llama.cpp longer
+(161 vs 127 tokens before the first difference), which is asserted.
+
 Greedy runs pass ``repeat_penalty=1.0``: as in llama.cpp ``main``, temperature 0 picks the best token
 *after* the penalties, whose default (1.1) would change the continuation.
 """
@@ -55,6 +62,14 @@ def model(smollm2):
 
 
 @pytest.fixture(scope="module")
+def exact_model(smollm2):
+    """Exact float32 products throughout: the arithmetic the n_same floors below were measured with."""
+    m = ag.load(smollm2, n_ctx=512, prompt_format="auto", exact_activations=True)
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
 def path_logits(model):
     """Our logits along llama.cpp's prompt + greedy path, one evaluation per case."""
     return {
@@ -64,8 +79,8 @@ def path_logits(model):
 
 
 @pytest.fixture(scope="module")
-def english_greedy(model):
-    return model.complete(CASES[ENGLISH]["prompt_ids"], temperature=0, repeat_penalty=1.0, max_tokens=32)
+def english_greedy(exact_model):
+    return exact_model.complete(CASES[ENGLISH]["prompt_ids"], temperature=0, repeat_penalty=1.0, max_tokens=32)
 
 
 def test_file_is_the_reference_one(model):
@@ -126,7 +141,8 @@ def test_greedy_choices_match_llamacpp_along_its_path(path_logits, i):
     assert np.all(gaps <= TIE), f"llama.cpp's choice is {gaps.max():.3f} below our best at some step"
 
 
-def test_greedy_english_paragraph_follows_llamacpp_until_a_near_tie(model, english_greedy):
+def test_greedy_english_paragraph_follows_llamacpp_until_a_near_tie(exact_model, english_greedy):
+    model = exact_model
     case = CASES[ENGLISH]
     tokens = english_greedy.tokens
     assert len(tokens) == 32 and english_greedy.finish_reason == "length"
@@ -154,6 +170,21 @@ def test_greedy_english_paragraph_identical_to_llamacpp(model, i):
     assert result.text == case["greedy_text"]
 
 
+def _n_same(model: ag.Model, case: dict) -> int:
+    tokens = model.complete(case["prompt"], temperature=0, repeat_penalty=1.0, max_tokens=32).tokens
+    return next((k for k, (a, b) in enumerate(zip(tokens, case["greedy_ids"])) if a != b), 32)
+
+
+def test_default_activations_follow_llamacpp_at_least_as_long_as_exact_ones(model, exact_model):
+    """8-bit activations (the default, as llama.cpp's) against exact float32, on the 8 local-llama.cpp paragraphs.
+
+    Measured: 161 vs 127 greedy tokens equal to llama.cpp's before the first difference (of 256).
+    """
+    default = [_n_same(model, case) for case in GREEDY]
+    exact = [_n_same(exact_model, case) for case in GREEDY]
+    assert sum(default) >= sum(exact), (default, exact)
+
+
 @pytest.mark.parametrize("i", range(len(GREEDY)))
 def test_greedy_paragraphs_differ_from_llamacpp_only_at_near_ties(model, i):
     case = GREEDY[i]
@@ -165,7 +196,8 @@ def test_greedy_paragraphs_differ_from_llamacpp_only_at_near_ties(model, i):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("i", [i for i in range(len(CASES)) if i != ENGLISH])
-def test_greedy_other_prompts_follow_llamacpp_until_a_near_tie(model, i):
+def test_greedy_other_prompts_follow_llamacpp_until_a_near_tie(exact_model, i):
+    model = exact_model
     case = CASES[i]
     tokens = model.complete(case["prompt_ids"], temperature=0, repeat_penalty=1.0, max_tokens=32).tokens
     n_same = next((k for k, (a, b) in enumerate(zip(tokens, case["greedy_ids"])) if a != b), 32)
