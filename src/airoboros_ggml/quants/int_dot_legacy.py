@@ -26,7 +26,6 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..ggml_types import GGMLType
@@ -43,11 +42,6 @@ _QS_AT = {Q4_0: 2, Q4_1: 4, Q5_0: 6, Q5_1: 8, Q8_0: 2}  # byte offset of the cod
 _QH_AT = {Q5_0: 2, Q5_1: 4}  # byte offset of the 32 high bits (Q5 types)
 _OFFSET = {Q4_0: 8, Q5_0: 16}  # codes are q - offset
 V8F32 = ir.VectorType(S.F32, 8)
-
-
-def _call(builder, name: str, ret: ir.Type, args: list) -> ir.Value:
-    fnty = ir.FunctionType(ret, [a.type for a in args])
-    return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), args)
 
 
 def _fsum(bld, v) -> ir.Value:
@@ -110,8 +104,8 @@ def _group_codegen(kind: int, nblk: int):
             y = S.load(bld, S.byte_ptr(bld, yp, QK8 * k), S.V32I8)
             if kind == Q8_0:
                 w = S.load(bld, S.byte_ptr(bld, bp, 2), S.V32I8)
-                absw = _call(bld, "llvm.x86.avx2.psign.b", S.V32I8, [w, w])
-                p = S.maddubs(bld, absw, _call(bld, "llvm.x86.avx2.psign.b", S.V32I8, [y, w]))
+                absw = S.call_intrinsic(bld, "llvm.x86.avx2.psign.b", S.V32I8, [w, w])
+                p = S.maddubs(bld, absw, S.call_intrinsic(bld, "llvm.x86.avx2.psign.b", S.V32I8, [y, w]))
             else:
                 p = S.maddubs(bld, _codes(bld, kind, bp), y)
             sums.append(S.maddwd(bld, p, ones))
@@ -121,7 +115,7 @@ def _group_codegen(kind: int, nblk: int):
         else:  # nblk == 8: per-block totals in one vector (phaddd tree, then the 128-bit halves added)
             while len(sums) > 2:
                 pairs = [sums[i : i + 2] for i in range(0, len(sums), 2)]
-                sums = [_call(bld, "llvm.x86.avx2.phadd.d", S.V8I32, pair) for pair in pairs]
+                sums = [S.call_intrinsic(bld, "llvm.x86.avx2.phadd.d", S.V8I32, pair) for pair in pairs]
             h0, h1 = sums  # lanes: blocks 0-3 low half, 0-3 high half / blocks 4-7 likewise
             lows = _pick2(bld, h0, h1, [0, 1, 2, 3, 8, 9, 10, 11])
             isum = bld.add(lows, _pick2(bld, h0, h1, [4, 5, 6, 7, 12, 13, 14, 15]))
@@ -131,7 +125,7 @@ def _group_codegen(kind: int, nblk: int):
         lanes = bld.fmul(bld.sitofp(isum, vf), scale)
         if kind in (Q4_1, Q5_1):  # + m_b s_b
             mw = _gather_f16(bld, rp, [bs * k + 2 for k in range(nblk)])
-            lanes = _call(bld, f"llvm.fmuladd.v{nblk}f32", vf, [mw, S.load(bld, ap, vf), lanes])
+            lanes = S.call_intrinsic(bld, f"llvm.fmuladd.v{nblk}f32", vf, [mw, S.load(bld, ap, vf), lanes])
         total = _fsum(bld, lanes)
         return total
 

@@ -70,21 +70,22 @@ def pick(builder, vec, lanes: list[int]) -> ir.Value:
     return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(I32, len(lanes)), lanes))
 
 
-def _call(builder, name: str, ret: ir.Type, args: list) -> ir.Value:
+def call_intrinsic(builder, name: str, ret: ir.Type, args: list) -> ir.Value:
+    """Call the LLVM intrinsic ``name`` (declared on first use) with ``args``, returning type ``ret``."""
     fnty = ir.FunctionType(ret, [a.type for a in args])
     return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), args)
 
 
 def maddubs(builder, u8, s8) -> ir.Value:
     """``vpmaddubsw``: u8 (32,) x i8 (32,) -> i16 (16,), lane i = u[2i]*s[2i] + u[2i+1]*s[2i+1] (saturating)."""
-    return _call(builder, "llvm.x86.avx2.pmadd.ub.sw", V16I16, [u8, s8])
+    return call_intrinsic(builder, "llvm.x86.avx2.pmadd.ub.sw", V16I16, [u8, s8])
 
 
 def maddwd(builder, a, b) -> ir.Value:
     """``vpmaddwd``: i16 (16,) x i16 (16,) -> i32 (8,), lane i = a[2i]*b[2i] + a[2i+1]*b[2i+1]."""
-    return _call(builder, "llvm.x86.avx2.pmadd.wd", V8I32, [a, b])
+    return call_intrinsic(builder, "llvm.x86.avx2.pmadd.wd", V8I32, [a, b])
 
 
 def hsum(builder, v) -> ir.Value:
     """Sum of the lanes of an i32 (8,) vector."""
-    return _call(builder, "llvm.vector.reduce.add.v8i32", I32, [v])
+    return call_intrinsic(builder, "llvm.vector.reduce.add.v8i32", I32, [v])
