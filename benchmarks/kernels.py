@@ -124,7 +124,8 @@ def main() -> None:
     note = (
         f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numba {numba.__version__},"
         f" numpy {np.__version__}. matvec: fused numba kernels, exact f32 activations; int8: integer kernels over "
-        "activations quantized to 8 bits (Q8_K for K-quants, Q8_0/Q8_1 for the legacy types), the runtime's default for one token and batches <= 32; matmul: "
+        "activations quantized to 8 bits (Q8_K for K-quants, Q8_0/Q8_1 for the legacy types), the runtime's "
+        "default for one token and batches <= 32; matmul: "
         "256-row tiles decoded to float32 by the vectorised tile decoders + numpy BLAS (1 BLAS thread per "
         "worker, 2 workers). "
         "The machine is shared with other jobs, so numbers are noisy. Medians of "
