@@ -23,9 +23,11 @@ Block layouts (little-endian; ``f16`` = IEEE half; byte offsets within one block
   ql[64h+l+32]; their 2 high bits are bits 0-1, 2-3, 4-5, 6-7 of qh[32h+l]; x = d*sc*(q-32).
 
 Dequantizers use plain float32 arithmetic in ggml's order (no fastmath), so they are bit-exact against
-ggml / ``gguf.quants``. The matvec kernels use ``fastmath`` (reassociation, so reductions vectorise) and
-exact float32 activations (no activation quantization): they agree with the float64 product to ~1e-6
-relative. Integer codes for types: the GGUF ids (see :class:`~airoboros_ggml.ggml_types.GGMLType`).
+ggml / ``gguf.quants``. The exact matvec kernels (:mod:`.fused`) use ``fastmath`` (reassociation, so
+reductions vectorise) and exact float32 activations: they agree with the float64 product to ~1e-6
+relative. The runtime's default for single tokens is the integer kernels over 8-bit activations
+(:mod:`.int_dot`, :mod:`.int_dot_legacy`), as llama.cpp.
+Integer codes for types: the GGUF ids (see :class:`~airoboros_ggml.ggml_types.GGMLType`).
 """
 
 from __future__ import annotations
