@@ -27,11 +27,14 @@ two of them (the Paris and Amazon paragraphs) our greedy continuation equals lla
 and that is asserted exactly; on all 8, every step where we differ must be a near-tie in our own logits.
 
 Arithmetic: by default single tokens and batches of <= 32 tokens are multiplied through 8-bit activations
-(as llama.cpp does), larger batches exactly. The teacher-forced evaluations here are 46+ tokens long, so
-exact; free-running decoding is not. The two n_same floors were measured with exact products and run on an
-``exact_activations`` model; with 8-bit activations the English paragraph flips a 0.041 near-tie at token 2
-the way local llama.cpp does. Over the 8 local paragraphs the default path follows llama.cpp longer
-(161 vs 127 tokens before the first difference), which is asserted.
+(as llama.cpp does), larger batches exactly. The teacher-forced evaluations above are 46+ tokens long, so
+exact. Free-running greedy continuations pass through many near-ties (gaps down to 0.002), so which way
+they go depends on float32 rounding: the exact-identity and n_same-floor tests, measured with exact
+products, run on an ``exact_activations`` model. With the default arithmetic the same 8 paragraphs follow
+llama.cpp for 133 tokens in all (exact: 127), with divergences moving between paragraphs whenever the
+float order of any kernel changes; what is asserted for the default path is teacher-forced, one token at a
+time: llama.cpp's choice is within 0.3 of our best at every step (measured largest gap 0.288; local
+llama.cpp itself differs from exact arithmetic by a full-vocabulary RMS of 0.20-0.26).
 
 Greedy runs pass ``repeat_penalty=1.0``: as in llama.cpp ``main``, temperature 0 picks the best token
 *after* the penalties, whose default (1.1) would change the continuation.
@@ -162,7 +165,8 @@ EXACT = [i for i, c in enumerate(GREEDY) if c["prompt"].startswith(("The city of
 
 
 @pytest.mark.parametrize("i", EXACT)
-def test_greedy_english_paragraph_identical_to_llamacpp(model, i):
+def test_greedy_english_paragraph_identical_to_llamacpp(exact_model, i):
+    model = exact_model
     case = GREEDY[i]
     assert model.tokenizer.tokenize(case["prompt"], add_bos=True, special=True) == case["prompt_ids"]
     result = model.complete(case["prompt"], temperature=0, repeat_penalty=1.0, max_tokens=32)
@@ -170,19 +174,24 @@ def test_greedy_english_paragraph_identical_to_llamacpp(model, i):
     assert result.text == case["greedy_text"]
 
 
-def _n_same(model: ag.Model, case: dict) -> int:
-    tokens = model.complete(case["prompt"], temperature=0, repeat_penalty=1.0, max_tokens=32).tokens
-    return next((k for k, (a, b) in enumerate(zip(tokens, case["greedy_ids"])) if a != b), 32)
+@pytest.fixture(scope="module")
+def decode_model(smollm2):
+    """Default arithmetic, one token per forward call: every position goes through the decode path."""
+    m = ag.load(smollm2, n_ctx=512, prompt_format="auto", n_batch=1)
+    yield m
+    m.close()
 
 
-def test_default_activations_follow_llamacpp_at_least_as_long_as_exact_ones(model, exact_model):
-    """8-bit activations (the default, as llama.cpp's) against exact float32, on the 8 local-llama.cpp paragraphs.
-
-    Measured: 161 vs 127 greedy tokens equal to llama.cpp's before the first difference (of 256).
-    """
-    default = [_n_same(model, case) for case in GREEDY]
-    exact = [_n_same(exact_model, case) for case in GREEDY]
-    assert sum(default) >= sum(exact), (default, exact)
+@pytest.mark.parametrize("i", range(len(GREEDY) + len(CASES)))
+def test_decode_path_differs_from_llamacpp_only_at_near_ties(decode_model, i):
+    """Teacher-forced along llama.cpp's greedy path, one token at a time (8-bit activations, attention
+    straight from the f16 cache). Measured: largest gap 0.288, at most 2 differing steps per case."""
+    case = (GREEDY + CASES)[i]
+    greedy = np.asarray(case["greedy_ids"])  # int (32,)
+    logits = decode_model.logits(case["prompt_ids"] + case["greedy_ids"][:-1])[len(case["prompt_ids"]) - 1 :]
+    gaps = logits.max(axis=1) - logits[np.arange(32), greedy]  # float32 (32,): 0 where we agree
+    assert np.count_nonzero(gaps) <= 2
+    assert np.all(gaps <= TIE), f"llama.cpp's choice is {gaps.max():.3f} below our best at some step"
 
 
 @pytest.mark.parametrize("i", range(len(GREEDY)))

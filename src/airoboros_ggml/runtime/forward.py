@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..hparams import HParams
+from .decode_attention import attend_one
 from .kv_cache import KVCache
 from .rope import apply_rope, rope_tables
 from .weights import LlamaWeights
@@ -98,17 +99,23 @@ class LlamaForward:
         end = p0 + n_tok
         cache.k[il, :, p0:end] = k.transpose(1, 0, 2)
         cache.v[il, :, p0:end] = v.transpose(1, 0, 2)
-        keys = cache.k[il, :, :end].astype(np.float32, copy=False)  # float32 (n_kv, n_keys, hd)
-        values = cache.v[il, :, :end].astype(np.float32, copy=False)  # float32 (n_kv, n_keys, hd)
         # queries grouped by the KV head they share: (n_kv, group * n_tok, hd)
         qg = q.reshape(n_tok, n_kv, group, hd).transpose(1, 2, 0, 3).reshape(n_kv, group * n_tok, hd)
-        if n_tok == 1:
-            out = _attend(qg, keys, values, hd, None)  # float32 (n_kv, group, hd)
+        if n_tok == 1:  # straight from the cache, no float32 copy of it
+            out = np.empty((n_kv, group, hd), dtype=np.float32)  # float32 (n_kv, group, hd)
+            attend_one(np.ascontiguousarray(qg), _kernel_view(cache.k[il]), _kernel_view(cache.v[il]), end, out)
         else:  # one KV head at a time keeps the (group * n_tok, n_keys) scores small
+            keys = cache.k[il, :, :end].astype(np.float32, copy=False)  # float32 (n_kv, n_keys, hd)
+            values = cache.v[il, :, :end].astype(np.float32, copy=False)  # float32 (n_kv, n_keys, hd)
             mask = np.arange(end)[None, :] > (p0 + np.arange(n_tok))[:, None]  # bool (n_tok, n_keys)
             mask = np.broadcast_to(mask, (group, n_tok, end)).reshape(group * n_tok, end)
             out = np.stack([_attend(qg[h], keys[h], values[h], hd, mask) for h in range(n_kv)])
         return out.reshape(n_kv, group, n_tok, hd).transpose(2, 0, 1, 3).reshape(n_tok, hp.n_embd)
+
+
+def _kernel_view(a: np.ndarray) -> np.ndarray:
+    """A cache layer as :func:`attend_one` takes it: float32 as is, float16 as its uint16 bit patterns."""
+    return a.view(np.uint16) if a.dtype == np.float16 else a
 
 
 def _attend(q: np.ndarray, keys: np.ndarray, values: np.ndarray, hd: int, mask: np.ndarray | None) -> np.ndarray:

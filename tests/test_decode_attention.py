@@ -1,0 +1,39 @@
+"""One-token attention read straight from the KV cache (runtime.decode_attention) vs numpy on float32 copies."""
+
+import numba
+import numpy as np
+import pytest
+
+from airoboros_ggml.runtime.decode_attention import attend_one
+from airoboros_ggml.runtime.forward import _attend
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=["f16", "f32"])
+@pytest.mark.parametrize("n_kv,group,hd", [(4, 1, 64), (3, 3, 64), (1, 8, 128)])
+def test_attend_one_matches_numpy(dtype, n_kv, group, hd, n_threads):
+    rng = np.random.default_rng(n_kv * 10 + group)
+    n_ctx = 70
+    keys = (rng.standard_normal((n_kv, n_ctx, hd)) * 2).astype(dtype)  # (n_kv, n_ctx, hd)
+    values = rng.standard_normal((n_kv, n_ctx, hd)).astype(dtype)  # (n_kv, n_ctx, hd)
+    q = rng.standard_normal((n_kv, group, hd)).astype(np.float32)  # float32 (n_kv, group, hd)
+    k_in = keys.view(np.uint16) if dtype == np.float16 else keys
+    v_in = values.view(np.uint16) if dtype == np.float16 else values
+    saved = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        for end in (1, 17, n_ctx):
+            out = np.empty_like(q)
+            attend_one(q, k_in, v_in, end, out)
+            ref = _attend(q, keys[:, :end].astype(np.float32), values[:, :end].astype(np.float32), hd, None)
+            np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+            if end == 1:  # one position: the output is that position's value exactly
+                np.testing.assert_array_equal(out, np.broadcast_to(values[:, :1].astype(np.float32), out.shape))
+    finally:
+        numba.set_num_threads(saved)
+
+
+def test_attend_one_refuses_other_cache_types():
+    q = np.zeros((1, 1, 8), np.float32)
+    with pytest.raises(numba.core.errors.TypingError):
+        attend_one(q, np.zeros((1, 4, 8), np.float64), np.zeros((1, 4, 8), np.float64), 4, np.empty_like(q))
