@@ -26,7 +26,7 @@ def tiny_model(tmp_path_factory):
 def test_run_bench_reports_sane_fields(tiny_model):
     r = run_bench(tiny_model, n_prompt=24, n_gen=6, n_threads=1, n_ctx=64, reps=2, n_batch=16)
     assert r["n_prompt"] == 24 and r["n_gen"] == 6 and r["reps"] == 2 and r["n_ctx"] == 64
-    for key in ("prompt_tok_s", "gen_tok_s", "ttft_s"):
+    for key in ("prompt_tok_s", "gen_tok_s", "gen_long_tok_s", "ttft_s"):
         assert len(r["runs"][key]) == 2
         assert all(math.isfinite(v) and v > 0 for v in r["runs"][key])
         assert min(r["runs"][key]) <= r[key] <= max(r["runs"][key])

@@ -8,6 +8,8 @@ What is measured (medians over ``--reps``; the raw runs are in the JSON output):
   banned so that exactly ``n`` come out. ``Timings.generation_s`` covers ``n`` samplings and ``n - 1``
   forward passes (the last token is never evaluated), so the rate is ``(n - 1) / generation_s``: the
   time of one decode step (forward pass + sampling), as llama.cpp's "eval time" reports it.
+- ``gen_long_tok_s``: the same rate for ``n`` tokens generated right after the ``p``-token prompt of the
+  prompt-processing runs (decoding with ``p`` cached positions: attention over a long cache shows here).
 - ``ttft_s``: wall time of ``complete(16 random ids, max_tokens=1)`` in the warm process (prompt + first
   sampling).
 - ``process_ttft_s``: seconds from this process's start (``/proc/self/stat``; Linux only) to the first token
@@ -100,14 +102,15 @@ def run_bench(
         n_prompt: Prompt length for the prompt-processing measurement (0 skips it).
         n_gen: Tokens to generate for the generation measurement (0 skips it; at least 2 otherwise).
         n_threads: Threads (default: the loader's default, physical cores).
-        n_ctx: Context size (default ``max(600, n_prompt + 1, GEN_PROMPT + n_gen)``; 600 is the issue's
+        n_ctx: Context size (default ``max(600, n_prompt + n_gen, GEN_PROMPT + n_gen)``; 600 is the issue's
             reference point for the RSS budget).
         reps: Repetitions of each measurement; medians are reported.
         seed: Seed of the random token ids.
         n_batch: Tokens per forward batch during prompt processing.
 
     Returns:
-        A dict with the settings, the medians (``prompt_tok_s``, ``gen_tok_s``, ``ttft_s``), the process
+        A dict with the settings, the medians (``prompt_tok_s``, ``gen_tok_s``, ``gen_long_tok_s``, ``ttft_s``),
+        the process
         timings (``process_ttft_s``, ``load_s``), memory (``peak_rss_bytes``, ``file_bytes``,
         ``kv_cache_bytes``, ``rss_budget_bytes``) and the raw per-rep values under ``runs``.
     """
@@ -115,8 +118,9 @@ def run_bench(
 
     if n_gen == 1 or n_gen < 0 or n_prompt < 0 or reps < 1:
         raise ValueError("need n_gen == 0 or >= 2, n_prompt >= 0 and reps >= 1")
-    n_ctx = n_ctx or max(600, n_prompt + 1, GEN_PROMPT + n_gen, TTFT_PROMPT + 1)
-    if n_prompt >= n_ctx or GEN_PROMPT + n_gen > n_ctx:
+    need = max(n_prompt + max(n_gen, 1), GEN_PROMPT + n_gen, TTFT_PROMPT + 1)
+    n_ctx = n_ctx or max(600, need)
+    if need > n_ctx:
         raise ValueError(f"context {n_ctx} too small for a {n_prompt}-token prompt or {n_gen} new tokens")
     options: dict[str, Any] = {"n_ctx": n_ctx, "n_batch": n_batch, "kv_reuse": False}
     if n_threads:
@@ -138,14 +142,17 @@ def run_bench(
         model.complete(random_ids(TTFT_PROMPT), max_tokens=1, **greedy)
         first_call_s = time.perf_counter() - t0
         process_ttft = process_age_s()
-        runs: dict[str, list[float]] = {"ttft_s": [], "prompt_tok_s": [], "gen_tok_s": []}
+        runs: dict[str, list[float]] = {"ttft_s": [], "prompt_tok_s": [], "gen_tok_s": [], "gen_long_tok_s": []}
         for _ in range(reps):
             t0 = time.perf_counter()
             model.complete(random_ids(TTFT_PROMPT), max_tokens=1, **greedy)
             runs["ttft_s"].append(time.perf_counter() - t0)
         for _ in range(reps if n_prompt else 0):
-            timings = model.complete(random_ids(n_prompt), max_tokens=1, **greedy).timings
+            n_after = max(n_gen, 1)  # tokens generated after the long prompt
+            timings = model.complete(random_ids(n_prompt), max_tokens=n_after, logit_bias=banned, **greedy).timings
             runs["prompt_tok_s"].append(timings.prompt_evaluated / timings.prompt_s)
+            if n_after > 1:
+                runs["gen_long_tok_s"].append((timings.generated - 1) / timings.generation_s)
         for _ in range(reps if n_gen else 0):
             done = model.complete(random_ids(GEN_PROMPT), max_tokens=n_gen, logit_bias=banned, **greedy)
             timings = done.timings
@@ -163,6 +170,7 @@ def run_bench(
             "reps": reps,
             "prompt_tok_s": _median(runs["prompt_tok_s"]),
             "gen_tok_s": _median(runs["gen_tok_s"]),
+            "gen_long_tok_s": _median(runs["gen_long_tok_s"]),
             "ttft_s": _median(runs["ttft_s"]),
             "process_ttft_s": process_ttft,
             "first_call_s": first_call_s,
@@ -214,6 +222,8 @@ def render(report: dict[str, Any]) -> str:
         (f"prompt processing ({r['n_prompt']} tok)", f"{r['prompt_tok_s']:.2f} tok/s",
          spread("prompt_tok_s", ".2f")),
         (f"generation ({r['n_gen']} tok)", f"{r['gen_tok_s']:.2f} tok/s", spread("gen_tok_s", ".2f")),
+        (f"generation after the {r['n_prompt']}-token prompt", f"{r['gen_long_tok_s']:.2f} tok/s",
+         spread("gen_long_tok_s", ".2f")),
         (f"time to first token ({TTFT_PROMPT} tok, warm)", f"{r['ttft_s']:.3f} s", spread("ttft_s", ".3f")),
         ("process start -> first token",
          "n/a" if r["process_ttft_s"] is None else f"{r['process_ttft_s']:.2f} s",
