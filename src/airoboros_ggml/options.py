@@ -112,9 +112,10 @@ class LoadOptions(BaseModel):
     """Storage of cached keys/values: ``f16`` (as llama.cpp, half the memory) or ``f32`` (exact)."""
 
     exact_activations: bool = False
-    """Multiply one-token activations by the weights in exact float32. The default (False) quantizes them to
-    8 bits per block and uses integer dot products, as llama.cpp does (K-quant weights on AVX2 CPUs: 2.5-3.5x
-    faster matrix-vector products, ~0.5% error per dot product)."""
+    """Multiply single tokens and small prompt batches (<= 32 tokens) by the weights in exact float32. The
+    default (False) quantizes their activations to 8 bits per block and uses integer dot products, as
+    llama.cpp does (block-quantized weights on AVX2 CPUs: 2-4.5x faster matrix-vector products, ~0.5% error
+    per dot product); CPUs without AVX2 always use the exact kernels."""
 
     @field_validator("rope_freq_base", "rope_freq_scale", "rms_norm_eps")
     @classmethod

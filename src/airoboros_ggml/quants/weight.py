@@ -60,8 +60,9 @@ class WeightMatrix:
         n_in: input features (row length in elements).
         ggml_type: the storage type.
         quantized_activations: ``matvec`` quantizes ``x`` to 8 bits per block and uses integer dot products,
-            as llama.cpp does (Q4_K and Q6_K on AVX2 machines; ~2.5-3.5x faster, dot products off by ~0.5%
-            of ``|w||x|``); False keeps ``x`` exact float32. ``matmul`` of larger batches is always exact.
+            as llama.cpp does (every block-quantized type, on AVX2 machines: :data:`INT_KERNELS`; 2-4.5x
+            faster, dot products off by ~0.5% of ``|w||x|``); False keeps ``x`` exact float32. ``matmul`` of
+            batches above :data:`INT_MATMUL_MAX_TOKENS` tokens is always exact.
     """
 
     __slots__ = ("raw", "n_out", "n_in", "ggml_type", "quantized_activations", "_w32")
