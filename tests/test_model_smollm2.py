@@ -33,8 +33,9 @@ they go depends on float32 rounding: the exact-identity and n_same-floor tests, 
 products, run on an ``exact_activations`` model. With the default arithmetic the same 8 paragraphs follow
 llama.cpp for 133 tokens in all (exact: 127), with divergences moving between paragraphs whenever the
 float order of any kernel changes; what is asserted for the default path is teacher-forced, one token at a
-time: llama.cpp's choice is within 0.3 of our best at every step (measured largest gap 0.288; local
-llama.cpp itself differs from exact arithmetic by a full-vocabulary RMS of 0.20-0.26).
+time: llama.cpp's choice is within 0.4 of our best at every step (``DECODE_TIE``; measured largest gap
+0.288, and 0.285 with the kernels compiled for AVX2 only; local llama.cpp itself differs from exact
+arithmetic by a full-vocabulary RMS of 0.20-0.26).
 
 Greedy runs pass ``repeat_penalty=1.0``: as in llama.cpp ``main``, temperature 0 picks the best token
 *after* the penalties, whose default (1.1) would change the continuation.
@@ -182,16 +183,23 @@ def decode_model(smollm2):
     m.close()
 
 
+DECODE_TIE = 0.4
+"""Near-tie bound for the 8-bit-activation decode path. Both sides round activations to 8 bits, and a float
+difference of one ulp anywhere can flip a rounding and move logits by ~0.1 (llama.cpp's own logits differ
+from ours by a full-vocabulary RMS of 0.23-0.31 here). Measured largest gap: 0.288 (Zen 4 code), 0.285
+(the same kernels compiled for an AVX2-only Haswell, as on the CI machines); a wrong RoPE base gives 1.9-3.3."""
+
+
 @pytest.mark.parametrize("i", range(len(GREEDY) + len(CASES)))
 def test_decode_path_differs_from_llamacpp_only_at_near_ties(decode_model, i):
     """Teacher-forced along llama.cpp's greedy path, one token at a time (8-bit activations, attention
-    straight from the f16 cache). Measured: largest gap 0.288, at most 2 differing steps per case."""
+    straight from the f16 cache). Measured: at most 2 (Zen 4) / 3 (AVX2 code) differing steps per case."""
     case = (GREEDY + CASES)[i]
     greedy = np.asarray(case["greedy_ids"])  # int (32,)
     logits = decode_model.logits(case["prompt_ids"] + case["greedy_ids"][:-1])[len(case["prompt_ids"]) - 1 :]
     gaps = logits.max(axis=1) - logits[np.arange(32), greedy]  # float32 (32,): 0 where we agree
-    assert np.count_nonzero(gaps) <= 2
-    assert np.all(gaps <= TIE), f"llama.cpp's choice is {gaps.max():.3f} below our best at some step"
+    assert np.count_nonzero(gaps) <= 3
+    assert np.all(gaps <= DECODE_TIE), f"llama.cpp's choice is {gaps.max():.3f} below our best at some step"
 
 
 @pytest.mark.parametrize("i", range(len(GREEDY)))
