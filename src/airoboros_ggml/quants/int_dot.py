@@ -40,6 +40,7 @@ from numba.extending import intrinsic
 from ..ggml_types import GGMLType
 from . import simd as S
 from .fused import PREFETCH_AHEAD, ROWS_PER_TASK, _prefetch
+from .kernels import Q3_K, Q4_K, Q5_K, Q6_K
 from .q8_activations import Q8K, QK_K
 
 
@@ -231,8 +232,6 @@ def _q6_k_block(typingctx, row, o, qs, bsums, b):
 
     return sig, codegen
 
-
-Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = 10, 11, 12, 13, 14  # GGUF type ids
 
 # Row kernels: one per type and per case (one token with a scalar accumulator, ~20% faster than the
 # batched form; or a batch of tokens, each weight block read once for all of them). A type flag tested

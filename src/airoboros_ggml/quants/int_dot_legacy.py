@@ -31,12 +31,12 @@ from numba.extending import intrinsic
 from ..ggml_types import GGMLType
 from . import simd as S
 from .fused import PREFETCH_AHEAD, ROWS_PER_TASK, _prefetch
+from .kernels import Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
 from .q8_activations import Q80, Q81, QK8
 
 GROUP = 8
 """Blocks per intrinsic call (256 weights; 16 measured slower); a row's remaining blocks go one per call."""
 
-Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 = 2, 3, 6, 7, 8  # GGUF type ids
 BLOCK_BYTES = {Q4_0: 18, Q4_1: 20, Q5_0: 22, Q5_1: 24, Q8_0: 34}
 _QS_AT = {Q4_0: 2, Q4_1: 4, Q5_0: 6, Q5_1: 8, Q8_0: 2}  # byte offset of the codes in a block
 _QH_AT = {Q5_0: 2, Q5_1: 4}  # byte offset of the 32 high bits (Q5 types)
