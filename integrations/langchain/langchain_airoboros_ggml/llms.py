@@ -84,8 +84,10 @@ class AiroborosGGML(LLM, GenerationSettings):
         **kwargs: Any,
     ) -> Iterator[GenerationChunk]:
         model, options = self.client, self._sampling(stop, kwargs)
-        chunks = model.stream(prompt, **options) if _passes_through(model) else model.stream_chat(
-            _user_turn(prompt), **options
+        chunks = (
+            model.stream(prompt, **options)
+            if _passes_through(model)
+            else model.stream_chat(_user_turn(prompt), **options)
         )
         for chunk in chunks:
             generation = _generation_chunk(chunk)
@@ -101,8 +103,10 @@ class AiroborosGGML(LLM, GenerationSettings):
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
         model, options = self.client, self._sampling(stop, kwargs)
-        chunks = model.astream(prompt, **options) if _passes_through(model) else model.astream_chat(
-            _user_turn(prompt), **options
+        chunks = (
+            model.astream(prompt, **options)
+            if _passes_through(model)
+            else model.astream_chat(_user_turn(prompt), **options)
         )
         async with aclosing(chunks):  # a consumer that stops early stops the generation
             async for chunk in chunks:

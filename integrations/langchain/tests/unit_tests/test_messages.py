@@ -22,7 +22,11 @@ def test_roles_names_and_tool_fields():
         {"role": "system", "content": "Be brief."},
         {"role": "system", "content": "Answer in English."},
         {"role": "user", "content": "What is 1 + 2?", "name": "ada"},
-        {"role": "assistant", "content": "", "tool_calls": [{"id": "call-1", "name": "add", "arguments": {"a": 1, "b": 2}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "call-1", "name": "add", "arguments": {"a": 1, "b": 2}}],
+        },
         {"role": "tool", "content": "3", "name": "add", "tool_call_id": "call-1"},
         {"role": "assistant", "content": "It is 3."},
     ]
