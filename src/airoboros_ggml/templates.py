@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "AIROBOROS_SYSTEM",
+    "TOOL_RESULT",
     "PromptTemplate",
     "get_template",
     "register_template",
@@ -49,15 +50,18 @@ ALPACA_SYSTEM = (
     "request."
 )
 
-_ROLES = ("system", "user", "assistant")
+_ROLES = ("system", "user", "assistant", "tool")
 
 
-_PLACEHOLDER = re.compile(r"\{(system|content)\}")
+_PLACEHOLDER = re.compile(r"\{(system|content|name)\}")
+
+TOOL_RESULT = "Result of {name}: {content}"
+"""How a tool result reads as a user turn, in templates without a turn of their own for tools."""
 
 
-def _fill(fmt: str, content: str, system: str = "") -> str:
+def _fill(fmt: str, content: str, system: str = "", name: str = "") -> str:
     # One pass of plain replacement, not str.format: messages may contain braces or placeholder text.
-    values = {"content": content, "system": system}
+    values = {"content": content, "system": system, "name": name}
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], fmt)
 
 
@@ -80,6 +84,8 @@ class PromptTemplate:
             invent.
         uses_special_tokens: the text contains special-token strings; tokenize with ``special=True``.
         strip_assistant: strip whitespace around past assistant replies (False only for ``raw``).
+        tool: format of a tool result (``{content}``, ``{name}`` the tool's name); None renders a tool
+            result as a user turn reading :data:`TOOL_RESULT`.
     """
 
     name: str
@@ -91,35 +97,38 @@ class PromptTemplate:
     stop: tuple[str, ...] = ()
     uses_special_tokens: bool = False
     strip_assistant: bool = True
+    tool: str | None = None
 
     def format(self, messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = True) -> str:
         """Render a conversation.
 
         Args:
-            messages: dicts with ``role`` (``system``, ``user`` or ``assistant``) and ``content``; a
-                system message may only come first and replaces the template's default preamble.
+            messages: dicts with ``role`` (``system``, ``user``, ``assistant`` or ``tool``) and
+                ``content``; other keys (``name``, ``tool_calls``, ``tool_call_id``) are allowed. System
+                messages, wherever they are, are joined by blank lines into one system part that replaces
+                the template's default preamble. A tool result uses the template's ``tool`` format, or
+                else reads as a user turn (:data:`TOOL_RESULT`, with the message's ``name`` or "the tool").
             add_generation_prompt: append the text that opens the assistant's reply.
 
         Returns:
             The prompt text (without BOS).
 
         Raises:
-            ValueError: an unknown role, a missing key, or a system message after the first position.
+            ValueError: an unknown role or a missing key.
         """
         system_text = self.default_system
         parts: list[str] = []
         pending_system = ""
         for i, msg in enumerate(messages):
             try:
-                role, content = msg["role"], msg["content"]
+                role, _ = msg["role"], msg["content"]
             except (KeyError, TypeError):
                 raise ValueError(f"message {i} must be a mapping with 'role' and 'content', got {msg!r}") from None
             if role not in _ROLES:
                 raise ValueError(f"message {i} has unknown role {role!r}; use one of {', '.join(_ROLES)}")
-            if role == "system":
-                if i != 0:
-                    raise ValueError(f"message {i}: a system message may only be the first message")
-                system_text = content
+        systems = [msg["content"] for msg in messages if msg["role"] == "system"]
+        if systems:
+            system_text = "\n\n".join(systems)
         if system_text is not None:
             rendered = _fill(self.system, system_text)
             if "{system}" in self.user:
@@ -128,6 +137,12 @@ class PromptTemplate:
                 parts.append(rendered)
         for msg in messages:
             role, content = msg["role"], msg["content"]
+            if role == "tool":
+                name = msg.get("name") or "the tool"
+                if self.tool is not None:
+                    parts.append(_fill(self.tool, content, name=name))
+                    continue
+                role, content = "user", _fill(TOOL_RESULT, content, name=name)
             if role == "user":
                 parts.append(_fill(self.user, content, pending_system))
                 pending_system = ""
@@ -244,6 +259,7 @@ register_template(PromptTemplate(
     generation_prompt="<|im_start|>assistant\n",
     stop=("<|im_end|>",),
     uses_special_tokens=True,
+    tool="<|im_start|>tool\n{content}<|im_end|>\n",
 ))
 register_template(PromptTemplate(
     name="alpaca",
