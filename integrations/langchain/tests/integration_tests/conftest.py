@@ -7,7 +7,7 @@ shared cache is weak), so the file is opened once per run.
 
 import pytest
 
-from langchain_airoboros_ggml import AiroborosGGML, ChatAiroborosGGML
+from langchain_airoboros_ggml import AiroborosGGML, AiroborosGGMLEmbeddings, ChatAiroborosGGML
 
 SMOLLM2 = {"model_path": "smollm2", "n_ctx": 1024, "n_threads": 1, "temperature": 0.0}
 """Greedy decoding on a 1024-token window: deterministic and enough for every prompt here. One kernel
@@ -20,7 +20,12 @@ CHAT = {**SMOLLM2, "prompt_format": "auto", "max_tokens": 48}
 LLM = {**SMOLLM2, "max_tokens": 24}
 """Completion tests keep the default Airoboros template."""
 
+EMBEDDINGS = {name: SMOLLM2[name] for name in ("model_path", "n_ctx", "n_threads")}
+"""The same load options as ``LLM``: embeddings share its loaded model."""
+
 
 @pytest.fixture(scope="session", autouse=True)
 def shared_models():
-    return [ChatAiroborosGGML(**CHAT).client, AiroborosGGML(**LLM).client]
+    models = [ChatAiroborosGGML(**CHAT).client, AiroborosGGML(**LLM).client]
+    assert AiroborosGGMLEmbeddings(**EMBEDDINGS).client is models[1]
+    return models

@@ -4,7 +4,7 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests, Embeddi
 
 from langchain_airoboros_ggml import AiroborosGGMLEmbeddings, ChatAiroborosGGML
 
-from .conftest import CHAT, SMOLLM2
+from .conftest import CHAT, EMBEDDINGS
 
 
 class TestChatAiroborosGGMLIntegration(ChatModelIntegrationTests):
@@ -36,4 +36,4 @@ class TestAiroborosGGMLEmbeddingsIntegration(EmbeddingsIntegrationTests):
 
     @property
     def embedding_model_params(self) -> dict:
-        return {"model_path": SMOLLM2["model_path"], "n_ctx": SMOLLM2["n_ctx"]}
+        return EMBEDDINGS
