@@ -113,7 +113,7 @@ def ctransformers_worker(path: str, n_prompt: int, n_gen: int, threads: int, ctx
 
     import numpy as np
 
-    from airoboros_ggml.bench import GEN_PROMPT, TTFT_PROMPT, peak_rss_bytes, process_age_s
+    from airoboros_ggml.tools.bench import GEN_PROMPT, TTFT_PROMPT, peak_rss_bytes, process_age_s
 
     warnings.simplefilter("ignore")
     from ctransformers import AutoModelForCausalLM

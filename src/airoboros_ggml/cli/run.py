@@ -11,10 +11,11 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from .errors import ContextOverflowError
-from .generation import Chunk
-from .model import Model, load
-from .options import LoadOptions, SamplingOptions, format_validation_error
+from ..errors import ContextOverflowError
+from ..generation.options import SamplingOptions, format_validation_error
+from ..generation.results import Chunk
+from ..model import Model, load
+from ..runtime.options import LoadOptions
 
 log = logging.getLogger(__name__)
 

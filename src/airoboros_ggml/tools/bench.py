@@ -114,7 +114,7 @@ def run_bench(
         timings (``process_ttft_s``, ``load_s``), memory (``peak_rss_bytes``, ``file_bytes``,
         ``kv_cache_bytes``, ``rss_budget_bytes``) and the raw per-rep values under ``runs``.
     """
-    from .model import load
+    from ..model import load
 
     if n_gen == 1 or n_gen < 0 or n_prompt < 0 or reps < 1:
         raise ValueError("need n_gen == 0 or >= 2, n_prompt >= 0 and reps >= 1")

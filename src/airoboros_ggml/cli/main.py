@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import ContextOverflowError, ModelFormatError
+from ..errors import ContextOverflowError, ModelFormatError
 
 log = logging.getLogger("airoboros_ggml")
 
@@ -16,8 +16,8 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .formats import open_model_file
-    from .info import describe, render
+    from ..formats import open_model_file
+    from ..tools.info import describe, render
 
     with open_model_file(args.model) as model_file:
         report = describe(model_file, n_ctx=args.ctx_size)
@@ -53,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _optional_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from .bench import add_bench_parser
-    from .run_command import add_run_parsers
-    from .tokenizer.cli import add_tokenize_parser
+    from ..tools.bench import add_bench_parser
+    from .run import add_run_parsers
+    from .tokenize import add_tokenize_parser
 
     return [add_tokenize_parser, add_run_parsers, add_bench_parser]
 
