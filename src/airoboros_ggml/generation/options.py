@@ -1,13 +1,13 @@
 """Sampling options (what may change on every call) as a validated pydantic model, and error rendering.
 
-Settings are split by concern (STYLE.md): :class:`~airoboros_ggml.runtime.options.LoadOptions` for what is
-fixed when a model is loaded, :class:`SamplingOptions` for what may change on every call. Unknown options and
-bad values raise :class:`pydantic.ValidationError`; :func:`format_validation_error` turns one into short lines
-that name each bad option, for the CLI and the adapters.
+Settings are split by concern (docs/layout.md, "Settings by concern"):
+:class:`~airoboros_ggml.runtime.options.LoadOptions` for what is fixed when a model is loaded,
+:class:`SamplingOptions` for what may change on every call. Unknown options and bad values raise
+:class:`pydantic.ValidationError`; :func:`format_validation_error` turns one into short lines that name each
+bad option, for the CLI and the adapters.
 
-Defaults follow llama.cpp ``main`` as of 2023 (FORMATS.md §6).
+Defaults follow llama.cpp ``main`` as of 2023 (docs/formats.md, "Generation defaults").
 """
-
 from __future__ import annotations
 
 import logging

@@ -1,6 +1,6 @@
 """Token sampling: llama.cpp's 2023 sampler chain as small pure numpy functions.
 
-Order (llama.cpp ``main``, FORMATS.md §6, plus min-p as added in late 2023)::
+Order (llama.cpp ``main``, docs/formats.md, "Generation defaults", plus min-p as added in late 2023)::
 
     logit bias -> repeat / frequency / presence penalties over the last N tokens
       -> (temperature <= 0: argmax)

@@ -20,7 +20,7 @@ def physical_cores() -> int:
     """Count the physical CPU cores this process may run on.
 
     Hyper-threads share a core's execution units, and decoding is memory-bound, so one thread per
-    physical core is the best default (USERS.md, "Threads"). The count is the number of distinct
+    physical core is the best default (docs/users.md, "Threads"). The count is the number of distinct
     ``(physical id, core id)`` pairs in ``/proc/cpuinfo`` among the CPUs of ``os.sched_getaffinity``,
     further capped by a cgroup v2 CPU quota (``/sys/fs/cgroup/cpu.max``) when one is set.
 
