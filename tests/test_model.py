@@ -192,7 +192,7 @@ def test_seed_semantics(tiny_path, tiny):
     seeded = ag.load(tiny_path, n_ctx=64, seed=42)
     assert seeded.complete("hello", **kw).tokens == a
     assert seeded.complete("hello", seed=43, **kw).tokens != a
-    assert ag.load(tiny_path, n_ctx=64, seed=-1).options.seed is None
+    assert ag.load(tiny_path, n_ctx=64, seed=-1).defaults.seed is None
     # an explicit -1 asks for fresh entropy even when the model was loaded with a seed
     assert len({tuple(seeded.complete("hello", seed=-1, **kw).tokens) for _ in range(3)}) > 1
 

@@ -26,11 +26,15 @@ from dataclasses import dataclass
 
 __all__ = [
     "AIROBOROS_SYSTEM",
+    "DEFAULT_PROMPT_FORMAT",
     "PromptTemplate",
     "get_template",
     "register_template",
     "template_names",
 ]
+
+DEFAULT_PROMPT_FORMAT = "airoboros"
+"""The template a model gets unless ``load(prompt_format=...)`` names another."""
 
 AIROBOROS_SYSTEM = (
     "A chat between a curious user and an assistant. The assistant gives helpful, detailed, accurate, "

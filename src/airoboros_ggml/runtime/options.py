@@ -66,7 +66,11 @@ def _positive_finite_or_none(value: float | None) -> float | None:
 
 
 class LoadOptions(BaseModel):
-    """Options fixed when a model is loaded."""
+    """Options fixed when a model is loaded.
+
+    The sampling seed and the prompt format are not load options: :func:`airoboros_ggml.load` takes them too,
+    as the model's default :class:`~airoboros_ggml.SamplingOptions` and its prompt template.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
@@ -88,12 +92,6 @@ class LoadOptions(BaseModel):
     rms_norm_eps: float | None = None
     """RMSNorm epsilon; None uses the file's value (GGML v3 files carry none: 1e-5 for Llama-2)."""
 
-    seed: int | None = None
-    """Default sampling seed for calls that give none; None or a negative value means fresh entropy."""
-
-    prompt_format: str = "airoboros"
-    """Prompt template name (see :mod:`airoboros_ggml.generation.templates`), or ``auto`` for the file's own."""
-
     kv_reuse: bool = True
     """Re-use the KV cache for a prompt sharing a prefix with the previous call (results are identical)."""
 
@@ -110,11 +108,6 @@ class LoadOptions(BaseModel):
     @classmethod
     def _check_positive_finite(cls, value: float | None) -> float | None:
         return _positive_finite_or_none(value)
-
-    @field_validator("seed")
-    @classmethod
-    def _normalise_seed(cls, value: int | None) -> int | None:
-        return None if value is None or value < 0 else value
 
     def resolved_threads(self) -> int:
         """Return ``n_threads`` or, when None, the number of physical cores."""
