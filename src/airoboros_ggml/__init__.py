@@ -9,7 +9,7 @@ from .generation.results import Chunk, Completion, Timings, Usage
 from .generation.templates import PromptTemplate, get_template
 from .ggml_types import FileType, GGMLType
 from .hparams import HParams
-from .model import Model, load
+from .model import Model, load, load_shared
 from .runtime.options import LoadOptions
 from .tokenizer import Tokenizer
 from .vocab import TokenType, Vocab
@@ -30,6 +30,7 @@ __all__ = [
     "Usage",
     "get_template",
     "load",
+    "load_shared",
     "open_model_file",
     "FileType",
     "GGMLType",
