@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import airoboros_ggml
-from airoboros_ggml import FileType, LoadOptions, Model, SamplingOptions
+from airoboros_ggml import FileType, LoadOptions, Model, PromptTemplate, SamplingOptions
+from airoboros_ggml.generation.templates import DEFAULT_PROMPT_FORMAT
 from langchain_core.language_models import LangSmithParams
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
@@ -168,10 +169,10 @@ class GenerationSettings(ModelSettings):
     only; per-call ``stop`` strings are added to the instance's.
     """
 
-    prompt_format: str = _LOAD["prompt_format"].default
+    prompt_format: str | PromptTemplate = DEFAULT_PROMPT_FORMAT
     """Prompt template: ``"airoboros"`` (default), ``"llama-2-chat"``, ``"chatml"``, ``"alpaca"``,
-    ``"vicuna"``, ``"raw"``, or ``"auto"`` (the GGUF file's own template). A load option: instances with
-    different formats load the file separately."""
+    ``"vicuna"``, ``"raw"``, ``"auto"`` (the GGUF file's own template) or a :class:`PromptTemplate`. Given
+    to the loader: instances with different formats do not share a loaded model."""
 
     temperature: float = _SAMPLING["temperature"].default
     """Softmax temperature; 0 means greedy."""

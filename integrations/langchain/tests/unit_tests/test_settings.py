@@ -3,6 +3,7 @@
 import airoboros_ggml
 import pytest
 from airoboros_ggml import LoadOptions, ModelFormatError, SamplingOptions
+from airoboros_ggml.generation.templates import DEFAULT_PROMPT_FORMAT
 from pydantic import ValidationError
 
 from langchain_airoboros_ggml import AiroborosGGML, AiroborosGGMLEmbeddings, ChatAiroborosGGML
@@ -28,11 +29,11 @@ def test_every_core_option_is_a_field_with_the_core_default(cls):
         if name not in ("logit_bias", "stop"):  # None on the adapter: the core's empty default
             assert fields[name].default == info.default, name
     for name, info in LoadOptions.model_fields.items():
-        if name != "seed":  # the per-call seed is the sampling field
-            assert name in fields, f"load option {name} has no field"
-            assert fields[name].default == info.default, name
+        assert name in fields, f"load option {name} has no field"
+        assert fields[name].default == info.default, name
+    assert fields["prompt_format"].default == DEFAULT_PROMPT_FORMAT
     assert set(SAMPLING_FIELDS) | {"stop"} >= set(SamplingOptions.model_fields)
-    assert set(LOAD_FIELDS) | {"seed", "prompt_format"} == set(LoadOptions.model_fields)
+    assert set(LOAD_FIELDS) == set(LoadOptions.model_fields)
 
 
 @pytest.mark.parametrize("cls", [*CLASSES, AiroborosGGMLEmbeddings])
