@@ -39,6 +39,7 @@ chat = ChatAiroborosGGML(**settings, max_tokens=64)
 print(chat.with_structured_output(Country).invoke("Give the name and the capital of France."))
 
 # 3. retrieval: our embeddings in LangChain's in-memory vector store, the best match as the context
+# (mean-pooled hidden states of a chat model: fine for a handful of distinct notes, not a trained retriever)
 notes = [
     "The office coffee machine is on the third floor, next to the library.",
     "Team lunches are on Fridays at noon in the garden.",
@@ -55,5 +56,5 @@ rag = (
     | chat
     | StrOutputParser()
 )
-question = "When are team lunches?"
+question = "Where can I find the wifi password?"
 print(f"{question} -> {rag.invoke(question)}")

@@ -56,6 +56,8 @@ SAMPLING_FIELDS = (
     "max_tokens",
     "grammar",
     "json_schema",
+    "response_format",
+    "regex",
 )
 """Fields passed to every generation call (with ``stop``), when not None."""
 
@@ -226,10 +228,17 @@ class GenerationSettings(ModelSettings):
     """Stop strings: the output is cut before the first one. Per-call stops are added to these."""
 
     grammar: str | None = None
-    """Constrain the output to a GBNF grammar (llama.cpp syntax)."""
+    """Constrain the output to a GBNF grammar (llama.cpp syntax). At most one of grammar, json_schema,
+    response_format and regex."""
 
-    json_schema: dict[str, Any] | None = None
-    """Constrain the output to JSON matching this JSON Schema."""
+    json_schema: dict[str, Any] | type[BaseModel] | None = None
+    """Constrain the output to JSON matching this JSON Schema (a dict or a pydantic model class)."""
+
+    response_format: dict[str, Any] | None = None
+    """OpenAI-style output format: ``{"type": "json_object"}`` or ``{"type": "json_schema", ...}``."""
+
+    regex: str | None = None
+    """Constrain the whole output to match this regular expression."""
 
     @classmethod
     def _load_option_names(cls) -> tuple[str, ...]:

@@ -91,7 +91,8 @@ def test_call_options_override_fields_for_the_call_only():
 
 def test_unset_options_are_left_to_the_core():
     options = AiroborosGGML(model_path="smollm2")._sampling(None, {})
-    assert not {"seed", "max_tokens", "grammar", "json_schema", "logit_bias"} & options.keys()
+    unset = {"seed", "max_tokens", "grammar", "json_schema", "response_format", "regex", "logit_bias"}
+    assert not unset & options.keys()
 
 
 def test_load_option_per_call_is_refused():
