@@ -3,6 +3,7 @@
 import pytest
 from langchain_core.messages import AIMessage, ChatMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
+from pydantic import BaseModel
 
 from langchain_airoboros_ggml import ChatAiroborosGGML
 from langchain_airoboros_ggml._messages import to_core_messages
@@ -76,3 +77,31 @@ def test_bind_tools_passes_openai_tool_dicts():
     assert spec["function"]["parameters"]["required"] == ["a", "b"]
     assert bound.kwargs["tool_choice"] == {"type": "function", "function": {"name": "add"}}
     assert "tool_choice" not in ChatAiroborosGGML(model_path="smollm2").bind_tools([add]).kwargs
+
+
+class Joke(BaseModel):
+    """A joke."""
+
+    setup: str
+    punchline: str
+
+
+@pytest.mark.parametrize("method", ["json_schema", "json_mode", "function_calling"])
+def test_structured_output_binds_a_core_constraint(method):
+    runnable = ChatAiroborosGGML(model_path="smollm2").with_structured_output(Joke, method=method)
+    kwargs = runnable.first.kwargs
+    assert kwargs["ls_structured_output_format"] == {"kwargs": {"method": method}, "schema": Joke}
+    if method == "json_schema":
+        assert kwargs["json_schema"]["required"] == ["setup", "punchline"]
+    elif method == "json_mode":
+        assert kwargs["response_format"] == {"type": "json_object"}
+    else:
+        assert kwargs["tools"][0]["function"]["name"] == "Joke"
+        assert kwargs["tool_choice"] == {"type": "function", "function": {"name": "Joke"}}
+    with_raw = ChatAiroborosGGML(model_path="smollm2").with_structured_output(Joke, method=method, include_raw=True)
+    assert list(with_raw.first.steps__) == ["raw"]
+
+
+def test_unknown_structured_output_method_is_refused():
+    with pytest.raises(ValueError, match="method must be"):
+        ChatAiroborosGGML(model_path="smollm2").with_structured_output(Joke, method="xml")
