@@ -134,6 +134,7 @@ class ChatAiroborosGGML(BaseChatModel, GenerationSettings):
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
         *,
         tool_choice: str | bool | dict[str, Any] | None = None,
+        strict: bool | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Offer tools to the model; calls come back in ``AIMessage.tool_calls`` (``tool_call_chunks`` streamed).
@@ -142,9 +143,11 @@ class ChatAiroborosGGML(BaseChatModel, GenerationSettings):
             tools: LangChain tools, functions, pydantic classes, TypedDicts or OpenAI tool dicts.
             tool_choice: ``"auto"`` (text or a call, the default), ``"none"``, ``"any"``/``"required"``/
                 ``True`` (some tool must be called) or a tool's name (that tool must be called).
+            strict: OpenAI's strict schemas (LangChain's conversion): every property required, no other
+                properties in the arguments.
             **kwargs: further call options to bind (sampling fields).
         """
-        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        formatted = [convert_to_openai_tool(tool, strict=strict) for tool in tools]
         choice = _tool_choice(tool_choice)
         if choice is not None:
             kwargs["tool_choice"] = choice
@@ -167,7 +170,8 @@ class ChatAiroborosGGML(BaseChatModel, GenerationSettings):
                 (a forced call of a tool whose parameters are the schema) or ``"json_mode"`` (any JSON
                 object; say in the prompt which keys you want).
             include_raw: return ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}`` instead.
-            strict: accepted for compatibility; decoding always follows the schema exactly.
+            strict: OpenAI's strict schemas (LangChain's conversion): every property required, no other
+                properties. Decoding follows the schema either way.
             **kwargs: further call options to bind (sampling fields).
         """
         structured_format = {"kwargs": {"method": method}, "schema": schema}
@@ -175,7 +179,7 @@ class ChatAiroborosGGML(BaseChatModel, GenerationSettings):
         if method == "function_calling":
             tool_name = convert_to_openai_tool(schema)["function"]["name"]
             llm = self.bind_tools(
-                [schema], tool_choice=tool_name, ls_structured_output_format=structured_format, **kwargs
+                [schema], tool_choice=tool_name, strict=strict, ls_structured_output_format=structured_format, **kwargs
             )
             parser: Runnable = (
                 PydanticToolsParser(tools=[schema], first_tool_only=True)
@@ -184,7 +188,7 @@ class ChatAiroborosGGML(BaseChatModel, GenerationSettings):
             )
         elif method in ("json_schema", "json_mode"):
             constraint = (
-                {"json_schema": convert_to_json_schema(schema)}
+                {"json_schema": convert_to_json_schema(schema, strict=strict)}
                 if method == "json_schema"
                 else {"response_format": {"type": "json_object"}}
             )

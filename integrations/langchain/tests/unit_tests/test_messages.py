@@ -102,6 +102,17 @@ def test_structured_output_binds_a_core_constraint(method):
     assert list(with_raw.first.steps__) == ["raw"]
 
 
+def test_strict_schemas_allow_no_other_properties():
+    chat = ChatAiroborosGGML(model_path="smollm2")
+    schema = chat.with_structured_output(Joke, method="json_schema", strict=True).first.kwargs["json_schema"]
+    assert schema["additionalProperties"] is False
+    (tool,) = chat.bind_tools([Joke], strict=True).kwargs["tools"]
+    assert tool["function"]["parameters"]["additionalProperties"] is False
+    (tool,) = chat.with_structured_output(Joke, method="function_calling", strict=True).first.kwargs["tools"]
+    assert tool["function"]["parameters"]["additionalProperties"] is False
+    assert "additionalProperties" not in chat.with_structured_output(Joke).first.kwargs["json_schema"]
+
+
 def test_unknown_structured_output_method_is_refused():
     with pytest.raises(ValueError, match="method must be"):
         ChatAiroborosGGML(model_path="smollm2").with_structured_output(Joke, method="xml")
