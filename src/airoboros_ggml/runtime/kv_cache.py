@@ -200,6 +200,15 @@ class KVCache:
         for s in batch.spans:
             self.seq_tokens[s.seq].extend(int(t) for t in tokens[s.rows])
 
+    def common_prefix(self, tokens: Sequence[int], seq: int = 0) -> int:
+        """Number of leading ``tokens`` whose keys/values sequence ``seq`` already holds."""
+        cached = self.seq_tokens[seq]
+        limit = min(len(cached), len(tokens))
+        n = 0
+        while n < limit and cached[n] == tokens[n]:
+            n += 1
+        return n
+
     def truncate(self, n: int, seq: int = 0) -> None:
         """Forget every position of sequence ``seq`` from ``n`` on (overwritten by later tokens)."""
         del self.seq_tokens[seq][n:]
