@@ -8,14 +8,20 @@ import pytest
 import airoboros_ggml as ag
 from airoboros_ggml import FileType
 from airoboros_ggml.formats import write_gguf
-from airoboros_ggml.options import SamplingOptions
-from airoboros_ggml.processors import LogitBias, Penalties, apply_logit_bias, apply_penalties, make_logits_processors
+from airoboros_ggml.generation.options import SamplingOptions
+from airoboros_ggml.generation.processors import (
+    LogitBias,
+    Penalties,
+    apply_logit_bias,
+    apply_penalties,
+    make_logits_processors,
+)
+from airoboros_ggml.generation.sampling import make_sampler
+from airoboros_ggml.generation.steps import Step, StepGenerator, TokenSelector
+from airoboros_ggml.generation.text_stream import text_chunks
 from airoboros_ggml.runtime import KVCache
-from airoboros_ggml.sampling import make_sampler
-from airoboros_ggml.steps import Step, StepGenerator, TokenSelector
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
-from airoboros_ggml.text_stream import text_chunks
 from airoboros_ggml.tokenizer import Tokenizer
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 
 N_VOCAB = 300
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from .generation import Chunk, FinishReason
+from ..tokenizer import Tokenizer
+from .results import Chunk, FinishReason
 from .steps import Step
 from .stops import StopMatcher
-from .tokenizer import Tokenizer
 
 __all__ = ["ChunkAssembler", "text_chunks"]
 
