@@ -9,7 +9,7 @@ from airoboros_ggml import FileType
 from airoboros_ggml.formats import open_model_file, write_gguf
 from airoboros_ggml.quants import dequantize
 from airoboros_ggml.runtime import KVCache, LlamaForward, LlamaWeights
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 
 
 def reference_logits(tensors, hp, tokens):

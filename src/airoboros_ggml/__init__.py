@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from .errors import ContextOverflowError, ModelFormatError
 from .formats import ModelFile, open_model_file
-from .generation import Chunk, Completion, Timings, Usage
+from .generation.options import SamplingOptions
+from .generation.results import Chunk, Completion, Timings, Usage
+from .generation.templates import PromptTemplate, get_template
 from .ggml_types import FileType, GGMLType
 from .hparams import HParams
-from .model import Model, load
-from .options import LoadOptions, SamplingOptions
-from .templates import PromptTemplate, get_template
+from .model import Model, load, load_shared
+from .runtime.options import LoadOptions
 from .tokenizer import Tokenizer
 from .vocab import TokenType, Vocab
 
@@ -29,6 +30,7 @@ __all__ = [
     "Usage",
     "get_template",
     "load",
+    "load_shared",
     "open_model_file",
     "FileType",
     "GGMLType",

