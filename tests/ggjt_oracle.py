@@ -1,8 +1,8 @@
 """An independent GGUF -> GGJT v3 converter: the oracle for our GGML v3 reader (issue 15).
 
 Built only from ``gguf`` (``GGUFReader`` for the source, ``TensorNameMap`` for the original Meta/llama.cpp
-tensor names, "llama-pth" in gguf-py's table), ``struct`` and the 2023 converter's conventions as FORMATS.md
-§1 documents them. Nothing here comes from ``airoboros_ggml``: a mistake in our tensor-name table, our
+tensor names, "llama-pth" in gguf-py's table), ``struct`` and the 2023 converter's conventions as
+docs/formats.md ("Vocabulary encoding", "GGJT v3 layout") documents them. Nothing here comes from ``airoboros_ggml``: a mistake in our tensor-name table, our
 vocabulary encoding or our header layout cannot be shared by this writer and our reader.
 
 Also used by ``scripts/make_ggml_v3_oracle.py``, which makes the committed fixture and its ctransformers
@@ -46,7 +46,7 @@ def gguf_to_pth_names(n_layer: int) -> dict[str, str]:
 
 
 def spm_piece_as_ggml_v3(piece: str, token_type: int) -> bytes:
-    """A SentencePiece piece as the 2023 converter wrote it (FORMATS.md §1)."""
+    """A SentencePiece piece as the 2023 converter wrote it (docs/formats.md)."""
     if token_type == gguf.TokenType.UNKNOWN:
         return " \u2047 ".encode()
     if token_type == gguf.TokenType.CONTROL:

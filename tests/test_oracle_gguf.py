@@ -18,7 +18,7 @@ from airoboros_ggml.formats.gguf import ValueType
 from airoboros_ggml.formats.writer import gguf_metadata
 from airoboros_ggml.ggml_types import SEED_FILE_TYPES, GGMLType
 from airoboros_ggml.quants import dequantize
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 
 ALL_FILE_TYPES = (*SEED_FILE_TYPES, FileType.MOSTLY_F16, FileType.ALL_F32)
 K = gguf.Keys
