@@ -2,8 +2,9 @@
 
 Built only from ``gguf`` (``GGUFReader`` for the source, ``TensorNameMap`` for the original Meta/llama.cpp
 tensor names, "llama-pth" in gguf-py's table), ``struct`` and the 2023 converter's conventions as
-docs/formats.md ("Vocabulary encoding", "GGJT v3 layout") documents them. Nothing here comes from ``airoboros_ggml``: a mistake in our tensor-name table, our
-vocabulary encoding or our header layout cannot be shared by this writer and our reader.
+docs/formats.md ("Vocabulary encoding", "GGJT v3 layout") documents them. Nothing here comes from
+``airoboros_ggml``: a mistake in our tensor-name table, our vocabulary encoding or our header layout cannot be
+shared by this writer and our reader.
 
 Also used by ``scripts/make_ggml_v3_oracle.py``, which makes the committed fixture and its ctransformers
 golden logits.
