@@ -159,6 +159,16 @@ def _snapshot(s: Seen) -> tuple:
     return s.load, s.template, list(s.prompts), list(s.sampling)
 
 
+_BASELINES: dict[str, tuple] = {}
+
+
+def _baseline(command: str, tiny, seen: Seen, monkeypatch) -> tuple:
+    """What reaches the model without any optional flag (computed once per command)."""
+    if command not in _BASELINES:
+        _BASELINES[command] = _snapshot(_run(command, tiny, [], seen, monkeypatch))
+    return _BASELINES[command]
+
+
 # ------------------------------------------------------------------------------------------- the tests
 
 
@@ -188,7 +198,7 @@ def test_flag_reaches_its_option_field(command, spelling, intended, kind, tiny, 
         main([command, "-m", str(tiny), spelling, *words])
         assert calls[1] == {**calls[0], intended: value}
         return
-    baseline = _snapshot(_run(command, tiny, [], seen, monkeypatch))
+    baseline = _baseline(command, tiny, seen, monkeypatch)
     got = _snapshot(_run(command, tiny, [spelling, *words], seen, monkeypatch))
     load, template, prompts, sampling = baseline
     if intended in LoadOptions.model_fields:
@@ -229,7 +239,7 @@ def test_model_prompt_file_system_and_template_flags(tiny, seen, monkeypatch, tm
 @pytest.mark.parametrize("command", COMMANDS)
 def test_color_gpu_and_json_flags(command, tiny, seen, monkeypatch, capsys):
     if command != "bench":
-        baseline = _snapshot(_run(command, tiny, [], seen, monkeypatch))
+        baseline = _baseline(command, tiny, seen, monkeypatch)
         assert _snapshot(_run(command, tiny, ["--color"], seen, monkeypatch)) == baseline  # stdout is no tty
         for spelling in ("-ngl", "--n-gpu-layers", "--n_gpu_layers", "--gpu-layers", "--gpu_layers"):
             assert _snapshot(_run(command, tiny, [spelling, "0"], seen, monkeypatch)) == baseline
@@ -244,18 +254,15 @@ def test_color_gpu_and_json_flags(command, tiny, seen, monkeypatch, capsys):
     assert "GPU offload is not available" in capsys.readouterr().err
 
 
-def test_run_prints_what_model_chat_returns(tiny, capsys):
-    """``run``'s stdout is the text of ``Model.chat`` (``complete`` on the formatted prompt) for the same options."""
+def test_run_prints_what_model_complete_returns(tiny, capsys):
+    """``run``'s stdout is the text of ``Model.complete`` on the formatted prompt (what ``Model.chat`` does)."""
     flags = ["--temp", "0.9", "--top-k", "20", "--top_p", "0.9", "--repeat-penalty", "1.3", "--repeat_last_n", "16",
-             "--presence-penalty", "0.2", "-s", "7", "-n", "12", "-c", "512"]
+             "--presence-penalty", "0.2", "-s", "7", "-n", "10", "-c", "128", "--prompt-format", "chatml"]
     assert main(["run", "-m", str(tiny), "-p", "hello", *flags]) == 0
     out = capsys.readouterr().out
-    model = model_module.load(tiny, n_ctx=512, seed=7)
-    reply = model.chat([{"role": "user", "content": "hello"}], temperature=0.9, top_k=20, top_p=0.9,
-                       repeat_penalty=1.3, repeat_last_n=16, presence_penalty=0.2, max_tokens=12)
-    formatted = model.format_chat([{"role": "user", "content": "hello"}])
-    raw = model_module.load(tiny, n_ctx=512, seed=7).complete(
-        formatted, temperature=0.9, top_k=20, top_p=0.9, repeat_penalty=1.3, repeat_last_n=16,
-        presence_penalty=0.2, max_tokens=12, stop=list(model.template.stops))
-    assert reply.usage.completion_tokens == 12 and len(out) > 1
-    assert out == reply.text + "\n" == raw.text.lstrip() + "\n"
+    model = model_module.load(tiny, n_ctx=128, seed=7, prompt_format="chatml")
+    prompt = model.format_chat([{"role": "user", "content": "hello"}])
+    done = model.complete(prompt, temperature=0.9, top_k=20, top_p=0.9, repeat_penalty=1.3, repeat_last_n=16,
+                          presence_penalty=0.2, max_tokens=10, stop=list(model.template.stops))
+    assert done.usage.completion_tokens == 10 and len(out) > 1
+    assert out == done.text.lstrip() + "\n"
