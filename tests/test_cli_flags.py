@@ -102,7 +102,6 @@ class Seen:
     template: str | None = None
     prompts: list[str] = field(default_factory=list)
     sampling: list[SamplingOptions] = field(default_factory=list)
-    bench: dict | None = None
 
 
 class Stop(Exception):
@@ -140,8 +139,7 @@ def seen(monkeypatch):
 
 def _run(command: str, tiny, words: list[str], seen: Seen, monkeypatch) -> Seen:
     """Run a command with ``words`` and return what reached the model (a fresh record)."""
-    for name in ("load", "template", "bench"):
-        setattr(seen, name, None)
+    seen.load = seen.template = None
     seen.prompts.clear()
     seen.sampling.clear()
     base = {"run": ["-p", "hi"], "chat": [], "bench": ["-p", "8", "-n", "2", "--reps", "1"]}[command]
