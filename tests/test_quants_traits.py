@@ -1,6 +1,11 @@
-"""The traits table (quants.traits): every type has every entry, consistent with its block layout."""
+"""The traits table (quants.traits): every type has every entry, consistent with its block layout; and the
+quant floor imports without the tokenizer's dependencies."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -50,3 +55,17 @@ def test_block_functions_have_the_layout_shapes(t: GGMLType) -> None:
     d = tr.dequantize_ref(q)
     assert d.dtype == np.float32 and d.shape == (3, tr.block_size)
 
+
+def test_quants_import_without_sentencepiece() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["sentencepiece"] = None  # any import of it raises ImportError
+        import numpy as np
+        from airoboros_ggml.quants import dequantize, quantize
+        x = np.linspace(-1, 1, 256, dtype=np.float32)
+        assert np.abs(dequantize(quantize(x, "Q8_0"), "Q8_0", x.shape) - x).max() < 0.01
+        assert "sentencepiece" not in {m for m, v in sys.modules.items() if v is not None}
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
