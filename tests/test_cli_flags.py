@@ -122,7 +122,7 @@ def seen(monkeypatch):
         record.prompts.append(prompt)
         return real_stream(self, prompt, **sampling)
 
-    def generate(self, ids, options):  # where generation would start: record, produce nothing
+    def generate(self, ids, options, *_):  # where generation would start: record, produce nothing
         record.sampling.append(options)
         yield Chunk("", (), "stop", Usage(len(ids), 0), Timings(0.0, len(ids), 0.0, 0))
 
