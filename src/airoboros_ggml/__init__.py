@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .errors import ContextOverflowError, ModelFormatError
+from .constrain.tools import ToolCall
+from .errors import ContextOverflowError, GrammarError, ModelFormatError
 from .formats import ModelFile, open_model_file
 from .generation import Chunk, Completion, Timings, Usage
 from .ggml_types import FileType, GGMLType
@@ -19,6 +20,7 @@ __all__ = [
     "Chunk",
     "Completion",
     "ContextOverflowError",
+    "GrammarError",
     "LoadOptions",
     "Model",
     "ModelFile",
@@ -26,6 +28,7 @@ __all__ = [
     "SamplingOptions",
     "Timings",
     "Tokenizer",
+    "ToolCall",
     "Usage",
     "get_template",
     "load",
