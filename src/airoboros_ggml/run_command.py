@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from .errors import ContextOverflowError
+from .errors import ContextOverflowError, GrammarError
 from .generation import Chunk
 from .model import Model, load
 from .options import LoadOptions, SamplingOptions, format_validation_error
@@ -71,6 +72,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="exact float32 matrix-vector products (default: 8-bit activations, as llama.cpp)")
     p.add_argument("-ngl", "--n-gpu-layers", "--gpu-layers", dest="n_gpu_layers", type=int, default=None,
                    help="not supported: this runtime is CPU-only (refused if > 0)")
+    p.add_argument("--grammar", default=None, help="GBNF grammar (llama.cpp syntax) the output must follow")
+    p.add_argument("--grammar-file", default=None, help="read the GBNF grammar from a file")
+    p.add_argument("-j", "--json-schema", default=None, help="JSON Schema (JSON text) the output must follow")
 
 
 def add_run_parsers(sub: argparse._SubParsersAction) -> None:
@@ -102,12 +106,32 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     fmt = args.prompt_format or ("auto" if args.model == "smollm2" else "airoboros")
     load_kw["prompt_format"] = fmt
     sampling = {dest: getattr(args, dest) for dest, _, _ in _SAMPLING_FLAGS.values()}
-    sampling.update(max_tokens=args.max_tokens, stop=args.stop)
+    sampling.update(max_tokens=args.max_tokens, stop=args.stop, **_constraint(args))
     sampling = {k: v for k, v in sampling.items() if v is not None}
     # validate now, so a bad value is reported before the model loads
     LoadOptions(**load_kw)
-    SamplingOptions(**sampling)
+    options = SamplingOptions(**sampling)
+    if options.constraints():
+        from .constrain import constraint_grammar
+
+        constraint_grammar(**options.constraints())
     return load_kw, sampling
+
+
+def _constraint(args: argparse.Namespace) -> dict[str, Any]:
+    """``--grammar``, ``--grammar-file``, ``-j/--json-schema`` as SamplingOptions fields."""
+    if args.grammar is not None and args.grammar_file is not None:
+        raise UsageError("give either --grammar or --grammar-file, not both")
+    grammar = args.grammar
+    if args.grammar_file is not None:
+        grammar = Path(args.grammar_file).read_text(encoding="utf-8")
+    schema = None
+    if args.json_schema is not None:
+        try:
+            schema = json.loads(args.json_schema)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"-j/--json-schema: not valid JSON: {e}") from None
+    return {"grammar": grammar, "json_schema": schema}
 
 
 def _stream(chunks: Iterator[Chunk], out: TextIO) -> str:
@@ -184,7 +208,7 @@ def run_command(args: argparse.Namespace) -> int:
     except ValidationError as e:
         sys.stderr.write("airoboros-ggml: invalid option\n" + format_validation_error(e) + "\n")
         return 2
-    except (UsageError, OSError) as e:
+    except (UsageError, GrammarError, OSError) as e:
         sys.stderr.write(f"airoboros-ggml: error: {e}\n")
         return 2
     model = load(args.model, **load_kw)

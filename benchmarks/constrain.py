@@ -1,0 +1,128 @@
+"""Cost of constrained generation: decode speed with and without a JSON Schema, and the mask time per token.
+
+Usage: PYTHONPATH=src python benchmarks/constrain.py [--reps 3] [--max-tokens 64]
+
+1. SmolLM2 chat: decode tokens/s of the same prompts unconstrained and with a JSON Schema (median of
+   ``--reps`` seeds each; the constrained runs end when the object is complete, so the token counts differ).
+2. Mask cost per token: the constrained outputs are replayed through a fresh grammar processor (advance the
+   matcher, compute the bitmask, apply it to float32 logits) on SmolLM2's vocabulary (49,152) and on the
+   Llama-2 vocabulary (32,000), timing only the processor. Divided by the decode time per token (SmolLM2:
+   measured here; 7B q4_K_M: ``--ms-per-token-7b``, from benchmarks/results/speed.md) it gives the overhead.
+Also a GBNF grammar (llama.cpp's json.gbnf), which runs at parser level (see ``constrain.grammars``).
+Writes benchmarks/results/constrain.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+import airoboros_ggml
+from airoboros_ggml.constrain import GrammarLogitsProcessor, constraint_grammar
+from airoboros_ggml.tokenizer import Tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "species": {"type": "string"},
+        "age": {"type": "integer", "minimum": 0},
+        "friends": {"type": "array", "items": {"type": "string"}},
+        "owner": {"type": "object", "properties": {"name": {"type": "string"}, "city": {"type": "string"}}},
+    },
+    "required": ["name", "species", "age", "friends", "owner"],
+}
+PROMPT = [{"role": "user", "content": "Describe a pet, its friends and its owner in JSON."}]
+
+
+def decode_speed(model: airoboros_ggml.Model, reps: int, max_tokens: int, **constraint) -> tuple[float, list[str]]:
+    """Median decode tokens/s over ``reps`` seeds, and the texts."""
+    speeds, texts = [], []
+    for seed in range(reps):
+        out = model.chat(PROMPT, temperature=1.0, seed=seed, max_tokens=max_tokens, **constraint)
+        speeds.append(out.timings.generation_tokens_per_s)
+        texts.append(out.text)
+    return statistics.median(speeds), texts
+
+
+def mask_ms_per_token(tokenizer: Tokenizer, grammar: str, texts: list[str]) -> float:
+    """Milliseconds the grammar processor takes per token, replaying ``texts`` (valid outputs)."""
+    total, count = 0.0, 0
+    n_vocab = tokenizer.n_vocab
+    logits = np.zeros(n_vocab, dtype=np.float32)  # float32 (n_vocab,)
+    for text in texts:
+        processor = GrammarLogitsProcessor(tokenizer, grammar, n_vocab)
+        tokens = [tokenizer.bos_id or 0]
+        for token in [*tokenizer.encode_exact(text), None]:
+            logits[:] = 0.0
+            start = time.perf_counter()
+            processor(tokens, logits)
+            total += time.perf_counter() - start
+            count += 1
+            if token is not None:
+                tokens.append(token)
+    return 1e3 * total / count
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--ms-per-token-7b", type=float, default=1e3 / 6.74,
+                   help="7B q4_K_M decode time per token (default: 6.74 tok/s, benchmarks/results/speed.md)")
+    p.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "constrain.md")
+    args = p.parse_args(argv)
+
+    model = airoboros_ggml.load("smollm2", prompt_format="auto")
+    model.chat(PROMPT, max_tokens=4)  # warm-up (kernels compiled, caches filled)
+    schema_grammar = constraint_grammar(json_schema=SCHEMA)
+    model.chat(PROMPT, max_tokens=4, json_schema=SCHEMA)  # warm-up: llguidance tokenizer built
+    free, _ = decode_speed(model, args.reps, args.max_tokens)
+    constrained, texts = decode_speed(model, args.reps, args.max_tokens, json_schema=SCHEMA)
+    valid = [t for t in texts if _is_json(t)]
+    llama = Tokenizer.from_file(REPO / "tests" / "data" / "ggml-vocab-llama-spm.gguf")
+    gbnf = constraint_grammar(grammar=(REPO / "tests" / "data" / "grammars" / "json.gbnf").read_text())
+    rows = []
+    smol_ms = 1e3 / free
+    for label, tokenizer, ms_token in (("SmolLM2-135M Q4_1", model.tokenizer, smol_ms),
+                                       ("Llama-2 7B q4_K_M", llama, args.ms_per_token_7b)):
+        for kind, grammar in (("JSON Schema", schema_grammar), ("GBNF json.gbnf", gbnf)):
+            tokenizer_ms = mask_ms_per_token(tokenizer, grammar, valid)
+            rows.append((label, kind, tokenizer_ms, ms_token, 100 * tokenizer_ms / ms_token))
+    lines = [
+        "# Constrained generation cost",
+        "",
+        f"Machine: {platform.machine()}, {platform.processor() or platform.platform()}; "
+        f"{args.reps} seeds, temperature 1.0, up to {args.max_tokens} tokens.",
+        "",
+        f"SmolLM2 chat decode: {free:.1f} tok/s unconstrained, {constrained:.1f} tok/s with a JSON Schema "
+        f"({100 * (1 - constrained / free):+.1f}% slower; {len(valid)}/{len(texts)} outputs complete JSON).",
+        "",
+        "| model (vocabulary) | constraint | mask ms/token | decode ms/token | overhead |",
+        "|---|---|---|---|---|",
+        *[f"| {a} | {b} | {c:.3f} | {d:.1f} | {e:.2f}% |" for a, b, c, d, e in rows],
+        "",
+    ]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
