@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from .constrain.tools import ToolCall
+from ..constrain.tools import ToolCall
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 """``"stop"``: EOS/end-of-turn or a stop string; ``"length"``: max_tokens or the context is full (also
