@@ -151,16 +151,7 @@ class Tokenizer:
         Returns:
             The token ids.
         """
-        ids: list[int] = []
-        specials = self._specials_all if special else self._specials_user
-        for fragment in _split_special(text, specials):
-            if isinstance(fragment, int):
-                ids.append(fragment)
-            elif self._spm is not None:
-                ids.extend(self._spm.encode(fragment))
-            else:
-                assert self._bpe is not None
-                ids.extend(self._bpe.encode(fragment))
+        ids = self._encode(text, self._specials_all if special else self._specials_user, exact=False)
         if add_bos and self.add_bos:
             bos = self.vocab.bos_id
             if not ids or ids[0] != bos:
@@ -176,12 +167,16 @@ class Tokenizer:
         continuation (``"{"`` encodes as ``{``, not ``▁{``). Control tokens are not parsed; user-defined
         tokens are, as in :meth:`tokenize`. Grammar engines use this to tokenize forced text.
         """
+        return self._encode(text, self._specials_user, exact=True)
+
+    def _encode(self, text: str, specials: list[tuple[str, int]], exact: bool) -> list[int]:
+        """Ids of the special tokens in ``specials`` found in ``text`` and of the text between them."""
         ids: list[int] = []
-        for fragment in _split_special(text, self._specials_user):
+        for fragment in _split_special(text, specials):
             if isinstance(fragment, int):
                 ids.append(fragment)
             elif self._spm is not None:
-                ids.extend(self._spm.encode_exact(fragment))
+                ids.extend(self._spm.encode_exact(fragment) if exact else self._spm.encode(fragment))
             else:
                 assert self._bpe is not None
                 ids.extend(self._bpe.encode(fragment))
