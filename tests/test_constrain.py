@@ -372,3 +372,21 @@ def test_tool_call_stream_hides_calls():
     stream = ToolCallStream()  # a call cut short (max_tokens): the text comes back, no call
     assert stream.feed('<tool_call>\n{"name": "add", "argu') == ""
     assert stream.finish() == ('<tool_call>\n{"name": "add", "argu', ())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"temperature": 0}, {"typical_p": 0.9}, {"tfs_z": 0.9}, {"mirostat": 1}, {"mirostat": 2}, {"min_p": 0.1},
+     {"top_k": 0, "top_p": 1.0}, {"repeat_penalty": 1.3, "frequency_penalty": 0.5, "presence_penalty": 0.5}],
+)
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_every_sampler_keeps_to_the_mask(options):
+    from airoboros_ggml.generation.options import SamplingOptions
+    from airoboros_ggml.generation.sampling import make_sampler
+
+    logits = np.random.default_rng(0).standard_normal(1000).astype(np.float32)  # float32 (n_vocab,)
+    bitmask = np.zeros(32, dtype=np.int32)
+    bitmask[0] = 0b1011_0110  # tokens 1, 2, 4, 5, 7
+    apply_bitmask(logits, bitmask)
+    sampler = make_sampler(SamplingOptions(seed=1, **options), 1000)
+    assert {sampler.sample(logits, list(range(20))) for _ in range(40)} <= {1, 2, 4, 5, 7}
