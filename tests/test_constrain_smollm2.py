@@ -126,6 +126,7 @@ def test_tool_call_required_streamed_and_blocking(model):
     check_call(out.tool_calls[0])
 
 
+@pytest.mark.slow
 def test_named_tool_and_none(model):
     add_only = {"type": "function", "function": {"name": "add"}}
     out = model.chat(WEATHER_QUESTION, tools=[WEATHER, ADD], tool_choice=add_only, temperature=1.0, seed=5,
@@ -136,6 +137,7 @@ def test_named_tool_and_none(model):
     assert out.tool_calls == () and out.finish_reason != "tool_calls" and "<tool_call>" not in out.text
 
 
+@pytest.mark.slow
 def test_conversation_with_a_tool_result(model):
     call = airoboros_ggml.ToolCall("call_1", "get_weather", {"city": "Paris"})
     messages = [
