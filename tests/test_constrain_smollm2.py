@@ -1,8 +1,9 @@
 """Constrained generation on SmolLM2-135M (real weights): grammars, JSON Schema, JSON mode, tool calls.
 
 Outputs are checked by independent recognisers (``json``, ``jsonschema``, pydantic, regexes, ``lark``),
-never by llguidance. The default run keeps to a few short generations; the acceptance runs of issue 12
-(8 sample grammars x 20 seeds, 10 schemas x 10 seeds, 20 tool calls) are marked slow.
+never by llguidance. The default run keeps to a few short generations (the API plumbing is covered on a
+tiny model in test_constrain_model.py); the acceptance runs of issue 12 (8 sample grammars x 20 seeds,
+10 schemas x 10 seeds, 20 tool calls) are marked slow.
 """
 
 from __future__ import annotations
