@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -42,14 +43,17 @@ SCHEMA = {
 PROMPT = [{"role": "user", "content": "Describe a pet, its friends and its owner in JSON."}]
 
 
-def decode_speed(model: airoboros_ggml.Model, reps: int, max_tokens: int, **constraint) -> tuple[float, list[str]]:
-    """Median decode tokens/s over ``reps`` seeds, and the texts."""
-    speeds, texts = [], []
+def decode_speeds(model: airoboros_ggml.Model, reps: int, max_tokens: int) -> tuple[float, float, list[str]]:
+    """Median decode tokens/s unconstrained and with :data:`SCHEMA` (runs interleaved, so load drifts hit
+    both alike), and the constrained texts."""
+    free, constrained, texts = [], [], []
     for seed in range(reps):
-        out = model.chat(PROMPT, temperature=1.0, seed=seed, max_tokens=max_tokens, **constraint)
-        speeds.append(out.timings.generation_tokens_per_s)
+        out = model.chat(PROMPT, temperature=1.0, seed=seed, max_tokens=max_tokens)
+        free.append(out.timings.generation_tokens_per_s)
+        out = model.chat(PROMPT, temperature=1.0, seed=seed, max_tokens=max_tokens, json_schema=SCHEMA)
+        constrained.append(out.timings.generation_tokens_per_s)
         texts.append(out.text)
-    return statistics.median(speeds), texts
+    return statistics.median(free), statistics.median(constrained), texts
 
 
 def mask_ms_per_token(tokenizer: Tokenizer, grammar: str, texts: list[str]) -> float:
@@ -84,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     model.chat(PROMPT, max_tokens=4)  # warm-up (kernels compiled, caches filled)
     schema_grammar = constraint_grammar(json_schema=SCHEMA)
     model.chat(PROMPT, max_tokens=4, json_schema=SCHEMA)  # warm-up: llguidance tokenizer built
-    free, _ = decode_speed(model, args.reps, args.max_tokens)
-    constrained, texts = decode_speed(model, args.reps, args.max_tokens, json_schema=SCHEMA)
+    load_before = os.getloadavg()[0]
+    free, constrained, texts = decode_speeds(model, args.reps, args.max_tokens)
     valid = [t for t in texts if _is_json(t)]
     llama = Tokenizer.from_file(REPO / "tests" / "data" / "ggml-vocab-llama-spm.gguf")
     gbnf = constraint_grammar(grammar=(REPO / "tests" / "data" / "grammars" / "json.gbnf").read_text())
@@ -100,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         "# Constrained generation cost",
         "",
         f"Machine: {platform.machine()}, {platform.processor() or platform.platform()}; "
-        f"{args.reps} seeds, temperature 1.0, up to {args.max_tokens} tokens.",
+        f"{args.reps} seeds, temperature 1.0, up to {args.max_tokens} tokens; 1-minute load "
+        f"{load_before:.1f} -> {os.getloadavg()[0]:.1f} (2 cores shared: absolute speeds are only comparable "
+        "within this run).",
         "",
         f"SmolLM2 chat decode: {free:.1f} tok/s unconstrained, {constrained:.1f} tok/s with a JSON Schema "
         f"({100 * (1 - constrained / free):+.1f}% slower; {len(valid)}/{len(texts)} outputs complete JSON).",
