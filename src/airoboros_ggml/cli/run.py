@@ -14,7 +14,7 @@ from ..errors import ContextOverflowError
 from ..generation.options import SamplingOptions
 from ..generation.results import Chunk
 from ..model import Model, load
-from .flags import UsageError, add_flag, add_load_flags, load_options
+from .flags import UsageError, add_flag, add_load_flags, load_options, spellings
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,9 @@ def _add_generation_flags(p: argparse.ArgumentParser) -> None:
     add_flag(p, "--seed", "seed", int, "random seed (-1 = random)", "-s")
     for flag, (dest, kind, help_) in _SAMPLING_FLAGS.items():
         add_flag(p, flag, dest, kind, help_)
-    p.add_argument("-r", "--reverse-prompt", dest="stop", action="append", default=None,
+    p.add_argument(*spellings("-r", "--reverse-prompt"), dest="stop", action="append", default=None,
                    help="stop generating at this text (repeatable)")
-    p.add_argument("--prompt-format", default=None,
+    p.add_argument(*spellings("--prompt-format"), default=None,
                    help="prompt template: airoboros (default), llama-2-chat, chatml, alpaca, vicuna, raw, auto "
                         "(the file's own template; the default for -m smollm2)")
     p.add_argument("--system", default=None, help="system message replacing the template's preamble")

@@ -15,12 +15,15 @@ numbers are those of ``sentencepiece_model.proto``:
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
-import sentencepiece
 
 from ..errors import ModelFormatError
 from ..vocab import TokenType, Vocab, to_piece_encoding
+
+if TYPE_CHECKING:
+    import sentencepiece
 
 SPACE_SYMBOL = "\u2581"
 """SentencePiece's escaped space (``▁``)."""
@@ -165,6 +168,8 @@ class SpmEncoder:
 
 
 def _load_processor(proto: bytes) -> sentencepiece.SentencePieceProcessor:
+    import sentencepiece  # here, not at the top: importing the package (and its kernels) must not need it
+
     processor = sentencepiece.SentencePieceProcessor()
     try:
         processor.LoadFromSerializedProto(proto)
