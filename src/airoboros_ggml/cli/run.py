@@ -52,8 +52,10 @@ def _add_generation_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", default=None, help="system message replacing the template's preamble")
     p.add_argument("--color", action="store_true", help="colour the prompt / user input")
     p.add_argument("--grammar", default=None, help="GBNF grammar (llama.cpp syntax) the output must follow")
-    p.add_argument("--grammar-file", default=None, help="read the GBNF grammar from a file")
-    p.add_argument("-j", "--json-schema", default=None, help="JSON Schema (JSON text) the output must follow")
+    p.add_argument(*spellings("--grammar-file"), dest="grammar_file", default=None,
+                   help="read the GBNF grammar from a file")
+    p.add_argument(*spellings("-j", "--json-schema"), dest="json_schema", default=None,
+                   help="JSON Schema (JSON text) the output must follow")
 
 
 def add_run_parsers(sub: argparse._SubParsersAction) -> None:
