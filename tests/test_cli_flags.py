@@ -37,12 +37,13 @@ LLAMA_CPP_NAMES = {
 BENCH_NAMES = {"n_predict": "n_gen", "n_prompt": "n_prompt", "reps": "reps", "seed": "seed"}
 # flags that set no option field, each checked by its own test below
 OTHER_FLAGS = {
-    "run": {"model", "prompt", "file", "interactive", "prompt_format", "system", "color", "n_gpu_layers"},
-    "chat": {"model", "prompt_format", "system", "color", "n_gpu_layers"},
+    "run": {"model", "prompt", "file", "interactive", "prompt_format", "system", "color", "n_gpu_layers",
+            "grammar_file", "json_schema"},
+    "chat": {"model", "prompt_format", "system", "color", "n_gpu_layers", "grammar_file", "json_schema"},
     "bench": {"model", "json", "n_gpu_layers"},
 }
 COMMANDS = ("run", "chat", "bench")
-VALUES = {"n_ctx": 300}  # a value the tiny model can run with; otherwise 2, 0.5 or "XYZ" by type
+VALUES = {"n_ctx": 300, "grammar": 'root ::= "a"'}  # values that can run; otherwise 2, 0.5 or "XYZ" by type
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -232,6 +233,19 @@ def test_model_prompt_file_system_and_template_flags(tiny, seen, monkeypatch, tm
         assert main(["run", "-m", str(tiny), "-p", "hi", spelling]) == 0
         assert [p.count("USER:") for p in seen.prompts] == [1, 1] and "USER: again" in seen.prompts[1]
     assert "interactive chat" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "chat"])
+def test_grammar_file_and_json_schema_flags(command, tiny, seen, monkeypatch, tmp_path):
+    baseline = _baseline(command, tiny, seen, monkeypatch)[3][0]
+    grammar = tmp_path / "g.gbnf"
+    grammar.write_text('root ::= "b"')
+    for spelling in ("--grammar-file", "--grammar_file"):
+        got = _run(command, tiny, [spelling, str(grammar)], seen, monkeypatch).sampling
+        assert got == [baseline.with_overrides(grammar='root ::= "b"')]
+    for spelling in ("-j", "--json-schema", "--json_schema"):
+        got = _run(command, tiny, [spelling, '{"type": "object"}'], seen, monkeypatch).sampling
+        assert got == [baseline.with_overrides(json_schema={"type": "object"})]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
