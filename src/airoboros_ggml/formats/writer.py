@@ -217,11 +217,13 @@ def write_gguf(
         vocab: Vocabulary, stored as ``tokenizer.ggml.*`` keys (GGML v3-encoded pieces are converted).
         tensors: GGUF tensor name -> data.
         metadata: Extra or overriding key/values (see :func:`_gguf_value` for how Python values map).
-        alignment: Data alignment; written as ``general.alignment`` when not the default 32.
+        alignment: Data alignment, a power of two; written as ``general.alignment`` when not the default 32.
         version: GGUF version, 2 or 3 (identical layout for little-endian files).
     """
     if version not in (2, 3):
         raise ValueError("GGUF version must be 2 or 3")
+    if alignment < 1 or alignment & (alignment - 1):
+        raise ValueError(f"GGUF alignment must be a power of two (readers refuse others), got {alignment}")
     path = Path(path)
     meta = gguf_metadata(hparams, vocab)
     if alignment != DEFAULT_ALIGNMENT:
