@@ -30,7 +30,7 @@ from airoboros_ggml.constrain import (
     tool_messages,
 )
 from airoboros_ggml.constrain.bitmask import apply_bitmask, apply_bitmask_reference
-from airoboros_ggml.constrain.grammars import lark_grammar
+from airoboros_ggml.constrain.grammars import closed_objects, lark_grammar
 from airoboros_ggml.constrain.tool_format import GENERIC, HERMES
 from airoboros_ggml.constrain.vocabulary import ll_tokenizer, token_bytes
 from airoboros_ggml.errors import GrammarError
@@ -197,6 +197,39 @@ def test_json_schema_random_walk_validates(tokenizer, schema):
         jsonschema.validate(json.loads(text), schema)
         outside_strings = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)
         assert not re.search(r"\s", outside_strings), text  # compact: no free whitespace
+
+
+def test_objects_listing_properties_are_closed():
+    schema = {
+        "type": "object",
+        "properties": {
+            "point": {"$ref": "#/$defs/point"},
+            "tags": {"type": "array", "items": {"type": "object", "properties": {"k": {"type": "string"}}}},
+            "free": {"type": "object"},
+            "open": {"type": "object", "properties": {}, "additionalProperties": True},
+            "either": {"anyOf": [{"type": "object", "properties": {"x": {"type": "integer"}}}, {"type": "null"}]},
+            "both": {"allOf": [{"type": "object", "properties": {"y": {"type": "integer"}}}]},
+            "named": {"type": "object", "patternProperties": {"^n_": {}}, "properties": {"n_1": {}}},
+        },
+        "$defs": {"point": {"type": "object", "properties": {"x": {"type": "number"}}}},
+    }
+    closed = closed_objects(schema)
+    props = closed["properties"]
+    assert closed["additionalProperties"] is False and closed["$defs"]["point"]["additionalProperties"] is False
+    assert props["tags"]["items"]["additionalProperties"] is False
+    assert props["either"]["anyOf"][0]["additionalProperties"] is False
+    assert props["open"]["additionalProperties"] is True
+    for kept in ("free", "named"):
+        assert "additionalProperties" not in props[kept]
+    assert "additionalProperties" not in props["both"]["allOf"][0]
+    assert "additionalProperties" not in schema  # a copy
+
+
+def test_json_schema_objects_get_only_their_keys(tokenizer):
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "boolean"}}}
+    grammar = constraint_grammar(json_schema=schema)
+    for seed in range(3):
+        assert set(json.loads(random_walk(tokenizer, grammar, seed))) <= {"a", "b"}
 
 
 def test_pydantic_schema_and_response_formats(gpt2):

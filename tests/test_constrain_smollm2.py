@@ -127,6 +127,15 @@ def test_tool_call_required_streamed_and_blocking(model):
     check_call(out.tool_calls[0])
 
 
+def test_tool_arguments_hold_only_the_listed_keys(model):
+    # the schema of a tool without arguments allows any object; SmolLM2 used to fill it with schema keywords
+    ping = {"type": "function", "function": {"name": "ping", "description": "Check that the service is up.",
+                                             "parameters": {"type": "object", "properties": {}}}}
+    out = model.chat(ask("Is the service up?"), tools=[ping], tool_choice="required", temperature=0, max_tokens=24)
+    assert out.finish_reason == "tool_calls"
+    assert [(c.name, c.arguments) for c in out.tool_calls] == [("ping", {})]
+
+
 @pytest.mark.slow
 def test_named_tool_and_none(model):
     add_only = {"type": "function", "function": {"name": "add"}}

@@ -78,17 +78,49 @@ def _rewrite_unicode_escapes(text: str) -> str:
 def json_schema_grammar(schema: Any) -> str:
     """Compile a JSON Schema: a dict, JSON text, or a pydantic model class (its ``model_json_schema()``).
 
+    Objects that list their ``properties`` get no other keys unless the schema says so (:func:`closed_objects`).
+
     Raises:
         GrammarError: not a schema, or one llguidance rejects (invalid, unimplemented keyword, bad ``$ref``).
     """
     import llguidance
 
-    schema = schema_dict(schema)
+    schema = closed_objects(schema_dict(schema))
     try:
         grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)
     except ValueError as exc:
         raise GrammarError(f"json_schema: {exc}") from None
     return _validated(grammar, "json_schema")
+
+
+_SUBSCHEMA = ("items", "prefixItems", "anyOf", "oneOf", "additionalProperties", "contains")
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
+
+
+def closed_objects(schema: Any) -> Any:
+    """A copy of a JSON Schema in which every object that lists ``properties`` allows no other keys.
+
+    JSON Schema lets an object carry keys it does not list unless ``additionalProperties`` forbids them;
+    llama.cpp's schema converter closes such objects by default, and so does this one: given the freedom, a
+    small model fills objects with keys of its own (SmolLM2 copied the schema's keywords into tool
+    arguments until ``max_tokens`` ran out). An explicit ``additionalProperties`` or ``patternProperties``
+    is kept as written, objects without ``properties`` stay free-form, and ``allOf`` branches (which only
+    make sense together) are left alone.
+    """
+    if isinstance(schema, list):
+        return [closed_objects(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in _SUBSCHEMA:
+            value = closed_objects(value)
+        elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+            value = {name: closed_objects(sub) for name, sub in value.items()}
+        out[key] = value
+    if isinstance(out.get("properties"), dict) and not {"additionalProperties", "patternProperties"} & out.keys():
+        out["additionalProperties"] = False
+    return out
 
 
 def schema_dict(schema: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import GrammarError
+from .grammars import closed_objects
 
 ToolChoice = Literal["auto", "required", "none"] | Mapping[str, Any]
 """``"auto"`` (text or a call), ``"required"`` (a call), ``"none"`` (text only), or a named tool:
@@ -108,12 +109,13 @@ def call_schema(tools: Sequence[Tool]) -> dict[str, Any]:
     """JSON Schema of one call: ``{"name": <one of the tools>, "arguments": <that tool's parameters>}``.
 
     Each tool's ``$defs`` move to the root, renamed ``tool<i>_<name>``, so its ``#/$defs/...`` references
-    still resolve once the parameters are nested.
+    still resolve once the parameters are nested. Argument objects allow only the keys they list unless
+    their schema says otherwise (:func:`~airoboros_ggml.constrain.grammars.closed_objects`).
     """
     options = []
     defs: dict[str, Any] = {}
     for i, tool in enumerate(tools):
-        parameters, own_defs = _renamed_defs(tool.function.parameters, f"tool{i}_")
+        parameters, own_defs = _renamed_defs(closed_objects(tool.function.parameters), f"tool{i}_")
         defs.update(own_defs)
         options.append(
             {
