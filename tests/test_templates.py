@@ -104,39 +104,16 @@ def test_chatml_and_auto_from_smollm2_gguf(smollm2):
     jinja = gguf_chat_template(smollm2)  # the offline model of the README's main command
     auto = get_template("auto", chat_template=jinja)
     assert auto.name == "chatml"
-    for msgs in (CONVERSATION[1:2], CONVERSATION, [{"role": "user", "content": "What is the capital of France?"}],
-                 TOOL_CONVERSATION):
+    for msgs in (CONVERSATION[1:2], CONVERSATION, [{"role": "user", "content": "What is the capital of France?"}]):
         msgs = [{**m, "content": m["content"].strip()} for m in msgs]
         assert auto.format(msgs) == render_jinja(jinja, msgs, add_generation_prompt=True)
-
-
-TOOL_CONVERSATION = [
-    {"role": "user", "content": "What is 1 + 2?", "name": "ada"},
-    {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "name": "add", "arguments": {"a": 1, "b": 2}}]},
-    {"role": "tool", "content": "3", "name": "add", "tool_call_id": "c1"},
-]
-
-
-def test_tool_results_and_names():
-    assert get_template("airoboros").format(TOOL_CONVERSATION, add_generation_prompt=False) == (
-        AIROBOROS_SYSTEM + " USER: What is 1 + 2? ASSISTANT:  USER: Result of add: 3 "
-    )
-    assert get_template("chatml").format(TOOL_CONVERSATION[2:]) == (
-        "<|im_start|>tool\n3<|im_end|>\n<|im_start|>assistant\n"
-    )
-    unnamed = [{"role": "tool", "content": "{name} {content}"}]
-    assert get_template("alpaca").format(unnamed, add_generation_prompt=False).endswith(
-        "### Instruction:\nResult of the tool: {name} {content}\n\n"
-    )
-    llama2 = get_template("llama-2-chat").format([{"role": "system", "content": "S"}, *TOOL_CONVERSATION[2:]])
-    assert llama2 == "[INST] <<SYS>>\nS\n<</SYS>>\n\nResult of add: 3 [/INST]"
 
 
 def test_system_messages_are_joined_wherever_they_are():
     messages = [
         {"role": "system", "content": "Be brief."},
         {"role": "system", "content": "Answer in French."},
-        {"role": "user", "content": "Hi"},
+        {"role": "user", "content": "Hi", "name": "ada"},
         {"role": "system", "content": "No emoji."},
     ]
     assert get_template("airoboros").format(messages) == (

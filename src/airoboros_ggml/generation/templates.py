@@ -27,7 +27,6 @@ from dataclasses import dataclass
 __all__ = [
     "AIROBOROS_SYSTEM",
     "DEFAULT_PROMPT_FORMAT",
-    "TOOL_RESULT",
     "PromptTemplate",
     "get_template",
     "register_template",
@@ -54,18 +53,15 @@ ALPACA_SYSTEM = (
     "request."
 )
 
-_ROLES = ("system", "user", "assistant", "tool")
+_ROLES = ("system", "user", "assistant")
 
 
-_PLACEHOLDER = re.compile(r"\{(system|content|name)\}")
-
-TOOL_RESULT = "Result of {name}: {content}"
-"""How a tool result reads as a user turn, in templates without a turn of their own for tools."""
+_PLACEHOLDER = re.compile(r"\{(system|content)\}")
 
 
-def _fill(fmt: str, content: str, system: str = "", name: str = "") -> str:
+def _fill(fmt: str, content: str, system: str = "") -> str:
     # One pass of plain replacement, not str.format: messages may contain braces or placeholder text.
-    values = {"content": content, "system": system, "name": name}
+    values = {"content": content, "system": system}
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], fmt)
 
 
@@ -88,8 +84,6 @@ class PromptTemplate:
             invent.
         uses_special_tokens: the text contains special-token strings; tokenize with ``special=True``.
         strip_assistant: strip whitespace around past assistant replies (False only for ``raw``).
-        tool: format of a tool result (``{content}``, ``{name}`` the tool's name); None renders a tool
-            result as a user turn reading :data:`TOOL_RESULT`.
     """
 
     name: str
@@ -101,17 +95,15 @@ class PromptTemplate:
     stop: tuple[str, ...] = ()
     uses_special_tokens: bool = False
     strip_assistant: bool = True
-    tool: str | None = None
 
     def format(self, messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = True) -> str:
         """Render a conversation.
 
         Args:
-            messages: dicts with ``role`` (``system``, ``user``, ``assistant`` or ``tool``) and
-                ``content``; other keys (``name``, ``tool_calls``, ``tool_call_id``) are allowed. System
-                messages, wherever they are, are joined by blank lines into one system part that replaces
-                the template's default preamble. A tool result uses the template's ``tool`` format, or
-                else reads as a user turn (:data:`TOOL_RESULT`, with the message's ``name`` or "the tool").
+            messages: dicts with ``role`` (``system``, ``user`` or ``assistant``) and ``content``; other keys
+                (such as ``name``) are ignored. System messages, wherever they are, are joined by blank lines
+                into one system part that replaces the template's default preamble. (``Model.chat`` first
+                rewrites tool calls and ``tool`` results into these roles.)
             add_generation_prompt: append the text that opens the assistant's reply.
 
         Returns:
@@ -141,12 +133,6 @@ class PromptTemplate:
                 parts.append(rendered)
         for msg in messages:
             role, content = msg["role"], msg["content"]
-            if role == "tool":
-                name = msg.get("name") or "the tool"
-                if self.tool is not None:
-                    parts.append(_fill(self.tool, content, name=name))
-                    continue
-                role, content = "user", _fill(TOOL_RESULT, content, name=name)
             if role == "user":
                 parts.append(_fill(self.user, content, pending_system))
                 pending_system = ""
@@ -263,7 +249,6 @@ register_template(PromptTemplate(
     generation_prompt="<|im_start|>assistant\n",
     stop=("<|im_end|>",),
     uses_special_tokens=True,
-    tool="<|im_start|>tool\n{content}<|im_end|>\n",
 ))
 register_template(PromptTemplate(
     name="alpaca",
