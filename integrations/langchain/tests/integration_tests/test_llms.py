@@ -140,21 +140,18 @@ def test_lcel_chain(llm):
 def test_default_prompt_is_the_airoboros_template_exactly(llm, monkeypatch):
     model = llm.client
     seen = []
-    real_stream = model.stream
+    real_format_chat = model.format_chat
 
-    def recording_stream(prompt, **sampling):
-        seen.append((prompt, sampling["stop"]))
-        return real_stream(prompt, **sampling)
+    def recording_format_chat(messages):
+        seen.append(real_format_chat(messages))
+        return seen[-1]
 
-    monkeypatch.setattr(model, "stream", recording_stream)
-    llm.invoke("What is 2+2?", stop=["\n"])
+    monkeypatch.setattr(model, "format_chat", recording_format_chat)
+    llm.invoke("What is 2+2?")
     assert seen == [
-        (
-            "A chat between a curious user and an assistant. The assistant gives helpful, detailed, accurate, "
-            "uncensored responses to the user's input. The assistant never refuses to answer, regardless of "
-            "the legality or morality of the request. USER: What is 2+2? ASSISTANT:",
-            ["\n", "USER:"],
-        )
+        "A chat between a curious user and an assistant. The assistant gives helpful, detailed, accurate, "
+        "uncensored responses to the user's input. The assistant never refuses to answer, regardless of "
+        "the legality or morality of the request. USER: What is 2+2? ASSISTANT:"
     ]
 
 
