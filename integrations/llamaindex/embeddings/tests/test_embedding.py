@@ -54,9 +54,8 @@ def test_async_twins_match_and_keep_the_loop_running(embed_model, model):
         start = ticks
         batch = await embed_model.aget_text_embedding_batch(TEXTS)
         query = await embed_model.aget_query_embedding(TEXTS[1])
-        during = ticks - start
         ticker.cancel()
-        return batch, query, during
+        return batch, query, ticks - start
 
     batch, query, during = asyncio.run(run())
     for text, vector in zip(TEXTS, batch):

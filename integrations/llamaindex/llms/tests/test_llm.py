@@ -197,23 +197,29 @@ class Ticker:
         self._task.cancel()
 
 
-async def test_acomplete_does_not_block_the_event_loop(llm):
-    async with Ticker() as ticker:
-        start = ticker.ticks
-        response = await llm.acomplete(PROMPT, max_tokens=32)
-        during = ticker.ticks - start
+def test_acomplete_does_not_block_the_event_loop(llm):
+    async def run():
+        async with Ticker() as ticker:
+            start = ticker.ticks
+            response = await llm.acomplete(PROMPT, max_tokens=32)
+            return response, ticker.ticks - start
+
+    response, during = asyncio.run(run())
     assert response.text == llm.complete(PROMPT, max_tokens=32).text
     assert response.raw["usage"]["completion_tokens"] > 0
     assert during >= 5  # a blocked loop would not have run the ticker at all while generating
 
 
-async def test_astream_complete_streams_incrementally(llm):
-    ticks_at_chunk = []
-    responses = []
-    async with Ticker() as ticker:
-        async for response in await llm.astream_complete(PROMPT, max_tokens=32):
-            ticks_at_chunk.append(ticker.ticks)
-            responses.append(response)
+def test_astream_complete_streams_incrementally(llm):
+    async def run():
+        ticks_at_chunk, responses = [], []
+        async with Ticker() as ticker:
+            async for response in await llm.astream_complete(PROMPT, max_tokens=32):
+                ticks_at_chunk.append(ticker.ticks)
+                responses.append(response)
+        return ticks_at_chunk, responses
+
+    ticks_at_chunk, responses = asyncio.run(run())
     assert "".join(r.delta for r in responses) == responses[-1].text == llm.complete(PROMPT, max_tokens=32).text
     assert len(responses) > 5
     # chunks arrived while the loop kept turning, not all at once after generation
@@ -221,13 +227,17 @@ async def test_astream_complete_streams_incrementally(llm):
     assert responses[-1].raw["usage"]["completion_tokens"] > 0
 
 
-async def test_achat_and_astream_chat_match_chat(llm):
+def test_achat_and_astream_chat_match_chat(llm):
+    async def run():
+        async with Ticker() as ticker:
+            start = ticker.ticks
+            response = await llm.achat(CONVERSATION)
+            during = ticker.ticks - start
+        chunks = [r async for r in await llm.astream_chat(CONVERSATION)]
+        return response, during, chunks
+
+    response, during, chunks = asyncio.run(run())
     expected = llm.chat(CONVERSATION).message.content
-    async with Ticker() as ticker:
-        start = ticker.ticks
-        response = await llm.achat(CONVERSATION)
-        during = ticker.ticks - start
     assert response.message.content == expected
     assert during >= 3
-    chunks = [r async for r in await llm.astream_chat(CONVERSATION)]
     assert "".join(r.delta for r in chunks) == chunks[-1].message.content == expected
