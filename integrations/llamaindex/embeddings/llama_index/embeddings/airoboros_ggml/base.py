@@ -15,13 +15,17 @@ from llama_index.core.bridge.pydantic import ConfigDict, Field, create_model
 
 import airoboros_ggml
 from airoboros_ggml import LoadOptions, Model
-from airoboros_ggml.options import optional_fields
+from airoboros_ggml.generation.options import optional_fields
 
 __all__ = ["AiroborosGGMLEmbedding"]
 
-# Every load option is a field of the same name (None: the core's default); seed and prompt format do not
-# change an embedding but are kept so that the same options as the LLM's share its loaded model.
-_LoadFields = create_model("_LoadFields", **optional_fields(LoadOptions, exclude={"seed"}))
+# Every load option is a field of the same name (None: the core's default); the prompt format does not change
+# an embedding but is taken so that an LLM's file and options name the same shared model.
+_LoadFields = create_model(
+    "_LoadFields",
+    prompt_format=(str | None, Field(default=None, description="Prompt template ('airoboros'; 'auto': the file's).")),
+    **optional_fields(LoadOptions),
+)
 _LOAD_NAMES = tuple(_LoadFields.model_fields)
 
 

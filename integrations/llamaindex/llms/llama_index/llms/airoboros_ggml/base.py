@@ -34,13 +34,17 @@ from llama_index.core.llms.custom import CustomLLM
 
 import airoboros_ggml
 from airoboros_ggml import Chunk, Completion, LoadOptions, Model, SamplingOptions
-from airoboros_ggml.options import optional_fields
+from airoboros_ggml.generation.options import optional_fields
 
 __all__ = ["AiroborosGGML"]
 
-# Every core option is a field of the same name; None means "the core's default". ``seed`` is a sampling
-# option here (a load-time seed would make every seed a separately loaded model).
-_LoadFields = create_model("_LoadFields", **optional_fields(LoadOptions, exclude={"seed"}))
+# Every core option is a field of the same name; None means "the core's default". ``prompt_format`` goes to
+# the loader with the load options; ``seed`` is a sampling option (a load-time seed would load another model).
+_LoadFields = create_model(
+    "_LoadFields",
+    prompt_format=(str | None, Field(default=None, description="Prompt template ('airoboros'; 'auto': the file's).")),
+    **optional_fields(LoadOptions),
+)
 _SamplingFields = create_model("_SamplingFields", **optional_fields(SamplingOptions))
 _LOAD_NAMES = tuple(_LoadFields.model_fields)
 _SAMPLING_NAMES = tuple(_SamplingFields.model_fields)

@@ -1,0 +1,1 @@
+"""Model tools: benchmarking, model-file reports and synthetic test models (library functions)."""
