@@ -17,7 +17,6 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-import sentencepiece
 
 from ..errors import ModelFormatError
 from ..vocab import TokenType, Vocab, to_piece_encoding
@@ -150,6 +149,8 @@ class SpmEncoder:
             eos_id=vocab.eos_id,
             pad_id=vocab.pad_id,
         )
+        import sentencepiece  # here, not at the top: importing the package (and its kernels) must not need it
+
         self.processor = sentencepiece.SentencePieceProcessor()
         try:
             self.processor.LoadFromSerializedProto(self.proto)
