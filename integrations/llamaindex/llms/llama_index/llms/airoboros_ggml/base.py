@@ -10,8 +10,8 @@ role markers as stop strings; a ``formatted=True`` prompt, or a prompt made by a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llama_index.core.base.llms.generic_utils import (
     astream_completion_response_to_chat_response,
@@ -28,15 +28,21 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
 )
-from llama_index.core.bridge.pydantic import ConfigDict, PrivateAttr, create_model
+from llama_index.core.bridge.pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
+from llama_index.core.prompts import PromptTemplate
 
 from airoboros_ggml import Chunk, Completion, SamplingOptions
-from airoboros_ggml.generation.options import optional_fields
+from airoboros_ggml.generation.options import CONSTRAINTS, optional_fields
 from airoboros_ggml.model import adapter_fields, shared_model
 
+if TYPE_CHECKING:
+    from llama_index.core.program.utils import FlexibleModel
+
 __all__ = ["AiroborosGGML"]
+
+OutputT = TypeVar("OutputT", bound=BaseModel)
 
 # model_path / model, and every core option as a field of the same name; None means "the core's default".
 # ``prompt_format`` goes to the loader with the load options; ``seed`` is a sampling option here.
@@ -113,8 +119,14 @@ class AiroborosGGML(CustomLLM, _ModelFields, _SamplingFields):
     # ------------------------------------------------------------------ mapping
 
     def _sampling(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The instance's sampling options overlaid with this call's (a new dict; the instance is untouched)."""
+        """The instance's sampling options overlaid with this call's (a new dict; the instance is untouched).
+
+        A call's output constraint (``grammar``, ``json_schema``, ``response_format``, ``regex``) replaces the
+        instance's, as any other option does.
+        """
         options = {name: getattr(self, name) for name in _SAMPLING_NAMES if getattr(self, name) is not None}
+        if any(kwargs.get(name) is not None for name in CONSTRAINTS):
+            options = {name: value for name, value in options.items() if name not in CONSTRAINTS}
         return {**options, **kwargs}
 
     def _completion_prompt(self, prompt: str, formatted: bool) -> Prompt:
@@ -202,6 +214,84 @@ class AiroborosGGML(CustomLLM, _ModelFields, _SamplingFields):
         return astream_completion_response_to_chat_response(
             _aresponses(self._astream(self._chat_prompt(messages), kwargs))
         )
+
+    # ------------------------------------------------------------------ structured output
+    # LlamaIndex's text-completion program formats the prompt (with the schema as instructions) and parses the
+    # reply; decoding under the class's JSON schema (the core's constrained generation) makes the reply valid.
+
+    def structured_predict(
+        self,
+        output_cls: type[OutputT],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> OutputT:
+        """An ``output_cls`` instance: the answer to ``prompt`` decoded under the class's JSON schema."""
+        return super().structured_predict(output_cls, prompt, _under_schema(output_cls, llm_kwargs), **prompt_args)
+
+    async def astructured_predict(
+        self,
+        output_cls: type[OutputT],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> OutputT:
+        """Async :meth:`structured_predict` (the engine runs in a worker thread)."""
+        return await super().astructured_predict(
+            output_cls, prompt, _under_schema(output_cls, llm_kwargs), **prompt_args
+        )
+
+    def stream_structured_predict(
+        self,
+        output_cls: type[OutputT],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Generator[OutputT | FlexibleModel, None, None]:
+        """Partial ``output_cls`` objects as the JSON is generated, the last one complete."""
+        return super().stream_structured_predict(
+            output_cls, prompt, _under_schema(output_cls, llm_kwargs), **prompt_args
+        )
+
+    async def astream_structured_predict(
+        self,
+        output_cls: type[OutputT],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> AsyncGenerator[OutputT | FlexibleModel, None]:
+        """Async :meth:`stream_structured_predict`."""
+        return await super().astream_structured_predict(
+            output_cls, prompt, _under_schema(output_cls, llm_kwargs), **prompt_args
+        )
+
+
+def _under_schema(output_cls: type[BaseModel], llm_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """``llm_kwargs`` that decode under ``output_cls``'s JSON schema, unless the call constrains the output itself."""
+    llm_kwargs = dict(llm_kwargs or {})
+    if not any(llm_kwargs.get(name) is not None for name in CONSTRAINTS):
+        llm_kwargs["json_schema"] = _closed_schema(output_cls)
+    return llm_kwargs
+
+
+def _closed_schema(output_cls: type[BaseModel]) -> dict[str, Any]:
+    """The class's JSON schema, with ``additionalProperties: false`` on every object that leaves it open.
+
+    The parsed object ignores keys it does not declare (pydantic's default), and a small model left free to add
+    keys wanders into them until ``max_tokens`` cuts the JSON. A class with ``extra="allow"`` (whose schema says
+    ``additionalProperties: true``) stays open.
+    """
+    schema = output_cls.model_json_schema()
+    pending: list[Any] = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "object" and isinstance(node.get("properties"), dict):
+                node.setdefault("additionalProperties", False)
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return schema
 
 
 def _core_messages(messages: Sequence[ChatMessage | str]) -> list[dict[str, str]]:
