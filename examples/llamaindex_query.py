@@ -17,7 +17,7 @@ model_path = sys.argv[1] if len(sys.argv) > 1 else "smollm2"
 
 # prompt_format="auto": the template the GGUF declares (ChatML for SmolLM2); GGML v3 files get airoboros.
 # The embedding model names the same file and load options, so it shares the LLM's loaded model.
-Settings.llm = AiroborosGGML(model_path=model_path, n_ctx=2048, prompt_format="auto", temperature=0.2, max_tokens=160)
+Settings.llm = AiroborosGGML(model_path=model_path, n_ctx=2048, prompt_format="auto", temperature=0.2, max_tokens=128)
 Settings.embed_model = AiroborosGGMLEmbedding(model_path=model_path, n_ctx=2048, prompt_format="auto")
 Settings.tokenizer = Settings.llm.tokenize  # LlamaIndex counts tokens (chunking, prompt packing) as the model does
 Settings.chunk_size = 256

@@ -60,10 +60,11 @@ Prompt = str | list[dict[str, str]]
 class AiroborosGGML(CustomLLM, _ModelFields, _SamplingFields):
     """A GGML v3 / GGUF Llama model as a LlamaIndex LLM.
 
-    Every :class:`airoboros_ggml.LoadOptions` field (``n_ctx``, ``n_threads``, ``n_batch``, ``rope_freq_base``,
-    ``prompt_format``, ...) and every :class:`airoboros_ggml.SamplingOptions` field (``temperature``, ``top_k``,
-    ``top_p``, ``min_p``, ``repeat_penalty``, ``seed``, ``max_tokens``, ``stop``, ...) is a field of the same
-    name; None (the default) means the core's default, e.g. ``max_tokens=None`` generates until EOS, a stop
+    The model is ``model_path`` (loaded with ``prompt_format`` and every :class:`airoboros_ggml.LoadOptions`
+    field: ``n_ctx``, ``n_threads``, ``n_batch``, ``rope_freq_base``, ...) or an already loaded ``model``; every
+    :class:`airoboros_ggml.SamplingOptions` field (``temperature``, ``top_k``, ``top_p``, ``min_p``,
+    ``repeat_penalty``, ``seed``, ``max_tokens``, ``stop``, ``grammar``, ``json_schema``, ...) is a field of the
+    same name. None (the default) means the core's default, e.g. ``max_tokens=None`` generates until EOS, a stop
     string or a full context. Keyword arguments of a call (sampling options, ``stop``, ...) apply to that call
     only and never change the instance.
 
