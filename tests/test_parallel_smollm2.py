@@ -8,9 +8,9 @@ Every divergence must sit at such a tie; everything else must match exactly.
 import threading
 
 import pytest
-from test_parallel import divergence_gap
 
 import airoboros_ggml as ag
+from test_parallel import divergence_gap
 
 DECODE_TIE = 0.4
 QUESTIONS = ["What is the capital of France?", "Name three colours.", "Count from one to five.",
