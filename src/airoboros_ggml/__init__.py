@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .errors import ContextOverflowError, ModelFormatError
+from .constrain.tools import ToolCall
+from .errors import ContextOverflowError, GrammarError, ModelFormatError
 from .formats import ModelFile, open_model_file
 from .generation.options import SamplingOptions
 from .generation.results import Chunk, Completion, Timings, Usage
@@ -20,6 +21,7 @@ __all__ = [
     "Chunk",
     "Completion",
     "ContextOverflowError",
+    "GrammarError",
     "LoadOptions",
     "Model",
     "ModelFile",
@@ -27,6 +29,7 @@ __all__ = [
     "SamplingOptions",
     "Timings",
     "Tokenizer",
+    "ToolCall",
     "Usage",
     "get_template",
     "load",

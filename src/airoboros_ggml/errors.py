@@ -21,3 +21,11 @@ class ContextOverflowError(ValueError):
             or f"prompt is {n_prompt_tokens} tokens but the context window is {n_ctx} tokens; "
             "shorten the prompt or load the model with a larger n_ctx"
         )
+
+
+class GrammarError(ValueError):
+    """A grammar, JSON schema, regex, response format or tool definition cannot constrain generation.
+
+    Raised before any token is evaluated; the message names the problem (for grammars and schemas, the
+    grammar engine's own message). The model stays usable.
+    """

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 import numba
 import numpy as np
 
-from .errors import ContextOverflowError
+from .constrain.tools import ToolChoice
+from .errors import ContextOverflowError, GrammarError
 from .formats import ModelFile, open_model_file
 from .generation.options import SamplingOptions
 from .generation.processors import LogitsProcessor, make_logits_processors
@@ -220,12 +221,15 @@ class Model:
 
         Raises:
             ContextOverflowError: the prompt does not fit in the context window.
-            pydantic.ValidationError: a bad or unknown sampling option.
+            pydantic.ValidationError: a bad or unknown sampling option, or more than one constraint.
+            GrammarError: a grammar, schema, response format or regex that cannot constrain generation.
         """
-        options = self._sampling(sampling)
+        return self._stream(prompt, self._sampling(sampling))
+
+    def _stream(self, prompt: Prompt, options: SamplingOptions, tool_grammar: str | None = None) -> Iterator[Chunk]:
         ids = self._generation_ids(prompt)
         sampler = make_sampler(options, self.n_vocab)
-        processors = self.logits_processors(options)
+        processors = self.logits_processors(options, tool_grammar)
         if self._scheduler is not None:
             return _scheduled(self._scheduler, self._request(ids, options, sampler.choose, processors))
         return self._generate(ids, options, sampler.choose, processors)
@@ -239,6 +243,7 @@ class Model:
         Raises:
             ContextOverflowError: a prompt does not fit (raised before any generation starts).
             pydantic.ValidationError: a bad or unknown sampling option.
+            GrammarError: a constraint that cannot constrain generation.
         """
         options = self._sampling(sampling)
         all_ids = [self._generation_ids(p) for p in prompts]
@@ -276,13 +281,37 @@ class Model:
         selector = TokenSelector(ids, sampler, processors)
         return SequenceRequest(ids, selector, ChunkAssembler(self.tokenizer, options.stop), max_tokens)
 
-    def logits_processors(self, options: SamplingOptions) -> list[LogitsProcessor]:
-        """The logits processors of one generation call: logit bias and penalties, in that order.
+    def logits_processors(self, options: SamplingOptions, tool_grammar: str | None = None) -> list[LogitsProcessor]:
+        """The logits processors of one generation call: logit bias, penalties, then the grammar, in that order.
+
+        The grammar processor exists only for a constrained call (``grammar``, ``json_schema``,
+        ``response_format``, ``regex``, or tools); it is built here, before any token is evaluated, and
+        llguidance is never imported otherwise.
+
+        Args:
+            options: the call's sampling options.
+            tool_grammar: the Lark grammar of a tool call (from :meth:`stream_chat` with tools).
 
         Raises:
             ValueError: a ``logit_bias`` token id is outside the vocabulary.
+            GrammarError: a constraint that cannot be compiled, or tools combined with another constraint.
         """
-        return make_logits_processors(options, self.n_vocab)
+        processors = make_logits_processors(options, self.n_vocab)
+        constraints = options.constraints()
+        if not constraints and tool_grammar is None:
+            return processors
+        from .constrain import GrammarLogitsProcessor, constraint_grammar
+        from .constrain.grammars import lark_grammar
+
+        if tool_grammar is not None:
+            if constraints:
+                raise GrammarError(f"tools cannot be combined with {', '.join(constraints)}; use tool_choice='none'")
+            grammar: str | None = lark_grammar(tool_grammar, "tools")
+        else:
+            grammar = constraint_grammar(**constraints)
+        if grammar is not None:
+            processors.append(GrammarLogitsProcessor(self.tokenizer, grammar, self.n_vocab))
+        return processors
 
     def _generate(
         self,
@@ -324,17 +353,65 @@ class Model:
         """The prompt text the model's template makes of a conversation (BOS is added by the tokenizer)."""
         return self.template.format(messages)
 
-    def chat(self, messages: Sequence[Mapping[str, str]], **sampling: Any) -> Completion:
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: ToolChoice = "auto",
+        **sampling: Any,
+    ) -> Completion:
         """Answer a conversation formatted with the model's prompt template.
 
         The template's role markers (e.g. ``USER:`` for airoboros) are added to ``stop``; leading
         whitespace of the reply is removed.
-        """
-        return _collect(self.stream_chat(messages, **sampling))
 
-    def stream_chat(self, messages: Sequence[Mapping[str, str]], **sampling: Any) -> Iterator[Chunk]:
-        """Stream the answer to a conversation (see :meth:`chat`); errors are raised before the first chunk."""
-        return _lstrip_stream(self.stream(self.format_chat(messages), **self._chat_sampling(sampling)))
+        Args:
+            messages: dicts with ``role`` (``system``, ``user``, ``assistant``, ``tool``) and ``content``;
+                assistant messages may carry ``tool_calls``, tool messages a ``tool_call_id``.
+            tools: OpenAI-style tool definitions (``{"type": "function", "function": {"name",
+                "description", "parameters"}}``), described to the model in the system message.
+            tool_choice: ``"auto"`` (text or a call), ``"required"`` (a call), ``"none"`` (text only) or
+                ``{"type": "function", "function": {"name": ...}}`` (a call of that tool).
+            **sampling: :class:`~airoboros_ggml.options.SamplingOptions` fields.
+
+        Returns:
+            The reply; when the model called tools, ``tool_calls`` holds the parsed calls (arguments valid
+            against each tool's schema), ``finish_reason`` is ``"tool_calls"`` and ``text`` is empty.
+
+        Raises:
+            pydantic.ValidationError: a bad sampling option or tool definition.
+            GrammarError: a bad constraint or ``tool_choice``, or tools combined with another constraint.
+        """
+        return _collect(self.stream_chat(messages, tools, tool_choice, **sampling))
+
+    def stream_chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: ToolChoice = "auto",
+        **sampling: Any,
+    ) -> Iterator[Chunk]:
+        """Stream the answer to a conversation (see :meth:`chat`); errors are raised before the first chunk.
+
+        With tools, no call markup reaches the chunks' text: the final chunk carries ``tool_calls``.
+        """
+        options = self._sampling(self._chat_sampling(sampling))
+        uses_tools = bool(tools) or any(m.get("role") == "tool" or m.get("tool_calls") for m in messages)
+        if not uses_tools:
+            return _lstrip_stream(self._stream(self.format_chat(messages), options))
+        from .constrain import (
+            parse_tools,
+            resolve_tool_choice,
+            tool_call_grammar,
+            tool_format_for,
+            tool_messages,
+        )
+
+        mode, callable_tools = resolve_tool_choice(tool_choice, parse_tools(tools or []))
+        fmt = tool_format_for(self.file.vocab.chat_template)
+        rendered = tool_messages(messages, callable_tools, mode, fmt, self.template.default_system)
+        chunks = self._stream(self.format_chat(rendered), options, tool_call_grammar(callable_tools, mode))
+        return _tool_call_stream(_lstrip_stream(chunks)) if callable_tools else _lstrip_stream(chunks)
 
     def _chat_sampling(self, sampling: Mapping[str, Any]) -> dict[str, Any]:
         stop = sampling.get("stop") or []
@@ -383,7 +460,7 @@ def _lstrip_stream(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
         if not started:
             text = chunk.text.lstrip()
             started = bool(text)
-            chunk = Chunk(text, chunk.token_ids, chunk.finish_reason, chunk.usage, chunk.timings)
+            chunk = dataclasses.replace(chunk, text=text)
         yield chunk
 
 
@@ -403,23 +480,42 @@ def _scheduled(scheduler: BatchScheduler, request: SequenceRequest, submitted: b
         request.cancel()
 
 
+def _tool_call_stream(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """Hold back tool-call markup; the final chunk carries the parsed calls (finish_reason "tool_calls")."""
+    from .constrain import ToolCallStream
+
+    calls = ToolCallStream()
+    held: tuple[int, ...] = ()  # token ids of held-back text, sent with the next chunk that has text
+    for chunk in chunks:
+        text = calls.feed(chunk.text)
+        token_ids, held = held + chunk.token_ids, ()
+        if chunk.finish_reason is None:
+            if text:
+                yield dataclasses.replace(chunk, text=text, token_ids=token_ids)
+            else:
+                held = token_ids
+            continue
+        rest, tool_calls = calls.finish()
+        finish = "tool_calls" if tool_calls else chunk.finish_reason
+        yield dataclasses.replace(
+            chunk, text=text + rest, token_ids=token_ids, finish_reason=finish, tool_calls=tool_calls
+        )
+
+
 def _collect(chunks: Iterator[Chunk]) -> Completion:
     """Join a stream into a :class:`Completion` (so streamed and blocking results cannot differ)."""
-    texts: list[str] = []
-    tokens: list[int] = []
-    for chunk in chunks:
-        texts.append(chunk.text)
-        tokens.extend(chunk.token_ids)
-    return Completion("".join(texts), tokens, chunk.finish_reason, chunk.usage, chunk.timings)
+    return _join(list(chunks))
+
+
+def _join(chunks: list[Chunk]) -> Completion:
+    last = chunks[-1]
+    tokens = [t for chunk in chunks for t in chunk.token_ids]
+    text = "".join(chunk.text for chunk in chunks)
+    return Completion(text, tokens, last.finish_reason, last.usage, last.timings, last.tool_calls)
 
 
 async def _acollect(chunks: AsyncIterator[Chunk]) -> Completion:
-    texts: list[str] = []
-    tokens: list[int] = []
-    async for chunk in chunks:
-        texts.append(chunk.text)
-        tokens.extend(chunk.token_ids)
-    return Completion("".join(texts), tokens, chunk.finish_reason, chunk.usage, chunk.timings)
+    return _join([chunk async for chunk in chunks])
 
 
 async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from ..errors import ContextOverflowError, ModelFormatError
+from ..errors import ContextOverflowError, GrammarError, ModelFormatError
 from ..generation.options import format_validation_error
 from .bench import add_bench_parser
 from .flags import UsageError
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as e:
         print("airoboros-ggml: invalid option\n" + format_validation_error(e), file=sys.stderr)
         return 2
-    except (UsageError, ModelFormatError, ContextOverflowError) as e:
+    except (UsageError, ModelFormatError, ContextOverflowError, GrammarError) as e:
         print(f"airoboros-ggml: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

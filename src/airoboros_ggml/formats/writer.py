@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..ggml_types import GGMLType, row_nbytes
+from ..ggml_types import LAYOUTS, GGMLType
 from ..hparams import HParams
 from ..vocab import Vocab, to_piece_encoding
 from .ggjt import GGJT_ALIGNMENT, GGJT_MAGIC
@@ -27,7 +27,7 @@ from .tensor_names import gguf_to_ggml
 class RawTensor:
     """A tensor to write: its type, numpy-order shape, and data.
 
-    ``data`` is the raw encoded bytes (uint8, any shape, ``row_nbytes`` per row) or, for F32/F16, a float
+    ``data`` is the raw encoded bytes (uint8, any shape, ``LAYOUTS[t].row_bytes(n)`` per row) or, for F32/F16, a float
     array of ``shape`` that is converted on writing.
     """
 
@@ -39,7 +39,7 @@ class RawTensor:
     def nbytes(self) -> int:
         """Bytes this tensor takes in a file (from its type and shape; the data is not encoded)."""
         n_rows = int(np.prod(self.shape[:-1], dtype=np.int64))
-        return n_rows * row_nbytes(GGMLType(self.ggml_type), self.shape[-1])
+        return n_rows * LAYOUTS[GGMLType(self.ggml_type)].row_bytes(self.shape[-1])
 
     def encoded(self) -> np.ndarray:
         """uint8 (nbytes,): the bytes to write, checked against the type's size."""

@@ -14,7 +14,7 @@ import logging
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..runtime.options import LoadOptions
 
@@ -24,6 +24,10 @@ __all__ = [
     "SamplingOptions",
     "format_validation_error",
 ]
+
+
+CONSTRAINTS = ("grammar", "json_schema", "response_format", "regex")
+"""The :class:`SamplingOptions` fields that constrain the output (at most one per call)."""
 
 
 class SamplingOptions(BaseModel):
@@ -96,6 +100,19 @@ class SamplingOptions(BaseModel):
     stop: list[str] = Field(default_factory=list)
     """Stop strings: output is cut before the first one (a string or a list; empty strings ignored)."""
 
+    grammar: str | None = None
+    """GBNF grammar (llama.cpp syntax, start rule ``root``) the output must be a sentence of."""
+
+    json_schema: dict[str, Any] | type[BaseModel] | None = None
+    """JSON Schema (a dict, or a pydantic model class) the output must be a valid instance of."""
+
+    response_format: dict[str, Any] | None = None
+    """OpenAI shape: ``{"type": "text"}``, ``{"type": "json_object"}`` or ``{"type": "json_schema",
+    "json_schema": {"name": ..., "schema": {...}}}``."""
+
+    regex: str | None = None
+    """Regular expression (Rust ``regex`` syntax) the whole output must match."""
+
     @field_validator("logit_bias")
     @classmethod
     def _check_logit_bias(cls, value: dict[int, float]) -> dict[int, float]:
@@ -130,6 +147,17 @@ class SamplingOptions(BaseModel):
         if isinstance(value, (list, tuple)):
             return [s for s in value if not isinstance(s, str) or s]
         return value
+
+    @model_validator(mode="after")
+    def _one_constraint(self) -> SamplingOptions:
+        given = [name for name in CONSTRAINTS if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of {', '.join(CONSTRAINTS)}; got {' and '.join(given)}")
+        return self
+
+    def constraints(self) -> dict[str, Any]:
+        """The constraint options that are set (at most one), by name."""
+        return {name: getattr(self, name) for name in CONSTRAINTS if getattr(self, name) is not None}
 
     def with_overrides(self, **overrides: Any) -> SamplingOptions:
         """Return a validated copy with some options replaced (unknown names raise ValidationError)."""

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from ..ggml_types import GGMLType, row_nbytes
+from ..ggml_types import LAYOUTS, GGMLType
 from ..quants import prepare_weight
 from .weights import LlamaWeights
 
@@ -42,7 +42,7 @@ def warm_up(types: set[GGMLType], n_in: int = 256) -> None:
     start = time.perf_counter()
     x = np.ones((3, n_in), dtype=np.float32)  # float32 (3, n_in)
     for t in todo:
-        raw = np.zeros((4, row_nbytes(t, n_in)), dtype=np.uint8)  # uint8 (4, row_bytes)
+        raw = np.zeros((4, LAYOUTS[t].row_bytes(n_in)), dtype=np.uint8)  # uint8 (4, row_bytes)
         w = prepare_weight(raw, t, n_in)
         w.matvec(x[0])
         prepare_weight(raw, t, n_in, quantized_activations=True).matvec(x[0])
