@@ -2,8 +2,9 @@
 
 A :class:`BatchScheduler` owns a worker thread and a multi-sequence :class:`~airoboros_ggml.runtime.KVCache`.
 Requests (:class:`SequenceRequest`) arrive from any thread; at every step the worker evaluates one batch
-holding the next token of every decoding sequence plus a chunk of the prompts waiting to be evaluated (at
-most ``n_batch`` rows), then lets each sequence choose its next token with its own
+holding the next token of every decoding sequence plus chunks of the prompts waiting to be evaluated (see
+:meth:`BatchScheduler.step` and :data:`MIXED_ROWS` for how rows are mixed so that results do not depend on
+who shares a step), then lets each sequence choose its next token with its own
 :class:`~.steps.TokenSelector` (its own logits processors, sampler and seed) and turns it into text with its
 own :class:`~.text_stream.ChunkAssembler` (its own stop strings). A new request joins at the next step; a
 finished or cancelled one leaves and frees its slot. As in :class:`~.steps.StepGenerator`, a token that
@@ -31,7 +32,12 @@ from .text_stream import ChunkAssembler
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BatchScheduler", "RunBatch", "SequenceRequest"]
+__all__ = ["MIXED_ROWS", "BatchScheduler", "RunBatch", "SequenceRequest"]
+
+MIXED_ROWS = 32
+"""Most rows of a step that mixes sequences: up to this batch the weight products (integer kernels over 8-bit
+activations) compute every row exactly as for that row alone, so a sequence's result does not depend on
+who shares its steps; larger batches take another arithmetic path (``quants.weight.INT_MATMUL_MAX_TOKENS``)."""
 
 RunBatch = Callable[[np.ndarray, KVBatch, np.ndarray], np.ndarray]
 """``run(tokens, batch, rows) -> logits``: evaluate int64 (n_tok,) tokens placed as ``batch`` plans (appending
@@ -82,17 +88,18 @@ class BatchScheduler:
     Args:
         cache: the multi-sequence KV cache (``n_seq`` slots); only the worker thread touches it.
         run: evaluates a batch (see :data:`RunBatch`).
-        n_batch: rows per step at most (decoding tokens first, then prompt chunks).
+        n_batch: prompt tokens per chunk, as a request alone evaluates them (decoding rows are not counted).
         kv_reuse: keep the prefix a slot already holds.
     """
 
     def __init__(self, cache: KVCache, run: RunBatch, n_batch: int, *, kv_reuse: bool = True):
         self.cache = cache
         self.run = run
-        self.n_batch = max(n_batch, cache.n_seq)
+        self.n_batch = n_batch
         self.kv_reuse = kv_reuse
         self.steps = 0
         """Forward batches evaluated so far."""
+        self._prompt_turn = False  # the next step evaluates prompt chunks only
         self._waiting: deque[SequenceRequest] = deque()
         self._active: list[SequenceRequest] = []
         self._free = list(range(cache.n_seq))
@@ -169,22 +176,29 @@ class BatchScheduler:
         counts: list[tuple[int, int]] = []
         tokens: list[int] = []
         members: list[tuple[SequenceRequest, int | None]] = []  # request, row of its logits (None: mid-prompt)
-        budget = self.n_batch
-        for r in self._active:  # decoding sequences first: one token each
+        prompt_turn, self._prompt_turn = self._prompt_turn, False
+        decoders = [] if prompt_turn else [r for r in self._active if r.decoding]
+        for r in decoders:  # decoding sequences: one token each
+            counts.append((r.slot, 1))
+            tokens.append(r.next_token)  # type: ignore[arg-type]
+            members.append((r, len(tokens) - 1))
+        # prompt chunks, oldest request first, cut where the request alone would cut them (n_batch tokens from
+        # its first uncached one) and never split. A chunk joins other rows only while the step stays within
+        # MIXED_ROWS (every row's arithmetic is then that of a row alone); a larger one runs in a step of its
+        # own, and a chunk that did not fit beside decoding rows gets the next step for prompts only
+        for r in self._active:
             if r.decoding:
-                counts.append((r.slot, 1))
-                tokens.append(r.next_token)  # type: ignore[arg-type]
-                members.append((r, len(tokens) - 1))
-                budget -= 1
-        for r in self._active:  # then prompt chunks, oldest request first
-            if r.decoding or budget <= 0:
                 continue
-            chunk = r.prompt[r.n_evaluated : r.n_evaluated + budget]
+            chunk = r.prompt[r.n_evaluated : r.n_evaluated + self.n_batch]
+            if tokens and len(tokens) + len(chunk) > MIXED_ROWS:
+                self._prompt_turn = self._prompt_turn or bool(decoders)
+                continue
             counts.append((r.slot, len(chunk)))
             tokens.extend(chunk)
             r.n_evaluated += len(chunk)
-            budget -= len(chunk)
             members.append((r, len(tokens) - 1 if r.n_evaluated == len(r.prompt) else None))
+            if len(tokens) > MIXED_ROWS:
+                break
         if not tokens:
             return
         rows = np.array([row for _, row in members if row is not None], dtype=np.int64)  # int64 (n_out,)
