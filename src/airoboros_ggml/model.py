@@ -25,11 +25,13 @@ from .generation.options import SamplingOptions, optional_fields
 from .generation.processors import LogitsProcessor, make_logits_processors
 from .generation.results import Chunk, Completion, Timings, Usage
 from .generation.sampling import make_sampler
-from .generation.steps import StepGenerator
+from .generation.scheduler import BatchScheduler, SequenceRequest
+from .generation.steps import StepGenerator, TokenSelector
 from .generation.templates import DEFAULT_PROMPT_FORMAT, PromptTemplate, get_template
-from .generation.text_stream import text_chunks
+from .generation.text_stream import ChunkAssembler, text_chunks
 from .runtime import KVCache, LlamaForward, LlamaWeights
 from .runtime.blas import set_blas_threads
+from .runtime.kv_cache import KVBatch
 from .runtime.options import LoadOptions
 from .runtime.warmup import warm_up, weight_types
 from .tokenizer import Tokenizer
@@ -49,6 +51,11 @@ class Model:
 
     KV-cache reuse: each call keeps the keys/values of its prompt and output; a next prompt that starts
     with the same tokens evaluates only the new suffix (``LoadOptions.kv_reuse``).
+
+    Parallel sequences: loaded with ``n_seq > 1``, the model decodes concurrent generations together
+    (continuous batching, :mod:`airoboros_ggml.generation.scheduler`): ``stream``/``complete``/``chat`` calls
+    from several threads or async tasks, and :meth:`complete_many`, share one forward batch per step
+    instead of waiting for each other; the lock is then held for one step at a time.
     """
 
     def __init__(
@@ -79,13 +86,17 @@ class Model:
         weights = LlamaWeights.from_model_file(model_file, quantized_activations=not options.exact_activations)
         self._weight_types = weight_types(weights)
         self._forward = LlamaForward(self.hparams, weights)
-        self._cache = KVCache(self.hparams, self.n_ctx, options.kv_type)
+        self.n_seq = options.n_seq
+        self._cache = KVCache(self.hparams, self.n_ctx, options.kv_type, n_seq=self.n_seq)
         self._lock = threading.Lock()
+        self._scheduler: BatchScheduler | None = None
+        if self.n_seq > 1:
+            self._scheduler = BatchScheduler(self._cache, self._run_batch, self.n_batch, kv_reuse=options.kv_reuse)
 
     def __repr__(self) -> str:
         return (
             f"Model({self.file.path.name!r}, {self.file.format}, n_ctx={self.n_ctx}, "
-            f"n_threads={self.n_threads}, template={self.template.name!r})"
+            f"n_threads={self.n_threads}, n_seq={self.n_seq}, template={self.template.name!r})"
         )
 
     @property
@@ -108,6 +119,14 @@ class Model:
             elif i + self.n_batch >= len(tokens):
                 outputs.append(self._forward.logits(hidden[-1:])[0])
         return np.concatenate(outputs) if all_logits else outputs[-1]
+
+    def _run_batch(self, tokens: np.ndarray, batch: KVBatch, rows: np.ndarray) -> np.ndarray:
+        """One scheduler step: tokens int64 (n_tok,) placed as ``batch`` -> float32 (len(rows), n_vocab) logits."""
+        with self._lock:
+            self._set_threads()
+            warm_up(self._weight_types)
+            hidden = self._forward.hidden(tokens, self._cache, batch)  # float32 (n_tok, n_embd)
+            return self._forward.logits(hidden[rows])
 
     def _set_threads(self) -> None:
         # numba kernels use n_threads; OpenBLAS (batched matmul) gets one thread so that its spinning
@@ -209,6 +228,38 @@ class Model:
         return self._stream(prompt, self._sampling(sampling))
 
     def _stream(self, prompt: Prompt, options: SamplingOptions, tool_grammar: str | None = None) -> Iterator[Chunk]:
+        ids = self._generation_ids(prompt)
+        sampler = make_sampler(options, self.n_vocab)
+        processors = self.logits_processors(options, tool_grammar)
+        if self._scheduler is not None:
+            return _scheduled(self._scheduler, self._request(ids, options, sampler.choose, processors))
+        return self._generate(ids, options, sampler.choose, processors)
+
+    def complete_many(self, prompts: Sequence[Prompt], **sampling: Any) -> list[Completion]:
+        """Complete several prompts with the same options; decoded together when the model has ``n_seq > 1``.
+
+        Each result is the one :meth:`complete` gives for that prompt alone (with a ``seed``, every prompt
+        is sampled from that seed), up to the rare near-tie a batch's float summation order can flip.
+
+        Raises:
+            ContextOverflowError: a prompt does not fit (raised before any generation starts).
+            pydantic.ValidationError: a bad or unknown sampling option.
+            GrammarError: a constraint that cannot constrain generation.
+        """
+        options = self._sampling(sampling)
+        all_ids = [self._generation_ids(p) for p in prompts]
+        if self._scheduler is None:
+            return [self.complete(ids, **sampling) for ids in all_ids]
+        requests = []
+        for ids in all_ids:
+            sampler = make_sampler(options, self.n_vocab)
+            requests.append(self._request(ids, options, sampler.choose, self.logits_processors(options)))
+        for request in requests:
+            self._scheduler.submit(request)
+        return [_collect(_scheduled(self._scheduler, r, submitted=True)) for r in requests]
+
+    def _generation_ids(self, prompt: Prompt) -> list[int]:
+        """The prompt's ids, checked to leave room for at least one generated token."""
         ids = self._prompt_ids(prompt)
         if len(ids) >= self.n_ctx:
             raise ContextOverflowError(
@@ -217,8 +268,19 @@ class Model:
                 f"prompt is {len(ids)} tokens but the context window is {self.n_ctx} tokens (and at least "
                 "one must be left to generate); shorten the prompt or load the model with a larger n_ctx",
             )
-        sampler = make_sampler(options, self.n_vocab)
-        return self._generate(ids, options, sampler.choose, self.logits_processors(options, tool_grammar))
+        return ids
+
+    def _request(
+        self,
+        ids: list[int],
+        options: SamplingOptions,
+        sampler: Callable[[np.ndarray], int],
+        processors: list[LogitsProcessor],
+    ) -> SequenceRequest:
+        room = self.n_ctx - len(ids)
+        max_tokens = room if options.max_tokens is None else min(options.max_tokens, room)
+        selector = TokenSelector(ids, sampler, processors)
+        return SequenceRequest(ids, selector, ChunkAssembler(self.tokenizer, options.stop), max_tokens)
 
     def logits_processors(self, options: SamplingOptions, tool_grammar: str | None = None) -> list[LogitsProcessor]:
         """The logits processors of one generation call: logit bias, penalties, then the grammar, in that order.
@@ -358,7 +420,9 @@ class Model:
         return {**sampling, "stop": stop + [s for s in self.template.stops if s not in stop]}
 
     def close(self) -> None:
-        """Release the memory-mapped file."""
+        """Stop the batch scheduler (if any) and release the memory-mapped file."""
+        if self._scheduler is not None:
+            self._scheduler.close()
         self.file.close()
 
     # ------------------------------------------------------------------ async twins
@@ -399,6 +463,22 @@ def _lstrip_stream(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
             started = bool(text)
             chunk = dataclasses.replace(chunk, text=text)
         yield chunk
+
+
+def _scheduled(scheduler: BatchScheduler, request: SequenceRequest, submitted: bool = False) -> Iterator[Chunk]:
+    """The chunks of a scheduled request, submitted at the first ``next``; closing the iterator cancels it."""
+    try:
+        if not submitted:
+            scheduler.submit(request)
+        while True:
+            item = request.chunks.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if item.finish_reason is not None:
+                return
+    finally:
+        request.cancel()
 
 
 def _tool_call_stream(chunks: Iterator[Chunk]) -> Iterator[Chunk]:

@@ -15,6 +15,7 @@ from .bench import add_bench_parser
 from .flags import UsageError
 from .info import add_info_parser
 from .run import add_run_parsers
+from .serve import add_serve_parser
 from .tokenize import add_tokenize_parser
 
 log = logging.getLogger("airoboros_ggml")
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_info_parser, add_tokenize_parser, add_run_parsers, add_bench_parser):
+    for add in (add_info_parser, add_tokenize_parser, add_run_parsers, add_bench_parser, add_serve_parser):
         add(sub)
     return parser
 

@@ -196,6 +196,17 @@ class KVCache:
         """
         return self._raw[seq][layer]
 
+    def raw_all(self) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and values of every sequence and layer as compiled kernels read them, without a copy.
+
+        Returns:
+            keys, values: contiguous (n_seq, n_layer, n_head_kv, n_ctx, head_dim), float32, or uint16 holding
+            the float16 bit patterns of an f16 cache.
+        """
+        if self.k.dtype == np.float16:
+            return self.k.view(np.uint16), self.v.view(np.uint16)
+        return self.k, self.v
+
     # ------------------------------------------------------------------ bookkeeping
 
     def advance(self, batch: KVBatch, tokens: Sequence[int]) -> None:
