@@ -21,3 +21,18 @@ class ContextOverflowError(ValueError):
             or f"prompt is {n_prompt_tokens} tokens but the context window is {n_ctx} tokens; "
             "shorten the prompt or load the model with a larger n_ctx"
         )
+
+
+class ConversionError(ValueError):
+    """A model cannot be converted or quantized as asked: the target format or type cannot hold it.
+
+    The message says what does not fit and what to do instead.
+    """
+
+
+class OutputFileError(OSError):
+    """An output file cannot be written (read-only directory, disk full, ...); nothing was left behind."""
+
+
+class DownloadError(RuntimeError):
+    """A model file cannot be fetched from the Hugging Face Hub (extra not installed, offline, not found)."""

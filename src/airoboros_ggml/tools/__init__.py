@@ -1,0 +1,1 @@
+"""Model tools: convert, quantize, perplexity, Hub download (library functions; the CLI only parses)."""
