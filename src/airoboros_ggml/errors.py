@@ -33,6 +33,9 @@ class ConversionError(ValueError):
 class OutputFileError(OSError):
     """An output file cannot be written (read-only directory, disk full, ...); nothing was left behind."""
 
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
 
 class DownloadError(RuntimeError):
     """A model file cannot be fetched from the Hugging Face Hub (extra not installed, offline, not found)."""
