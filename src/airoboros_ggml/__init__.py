@@ -7,7 +7,7 @@ from .formats import ModelFile, open_model_file
 from .generation import Chunk, Completion, Timings, Usage
 from .ggml_types import FileType, GGMLType
 from .hparams import HParams
-from .model import Model, load
+from .model import Model, load, load_shared
 from .options import LoadOptions, SamplingOptions
 from .templates import PromptTemplate, get_template
 from .tokenizer import Tokenizer
@@ -29,6 +29,7 @@ __all__ = [
     "Usage",
     "get_template",
     "load",
+    "load_shared",
     "open_model_file",
     "FileType",
     "GGMLType",

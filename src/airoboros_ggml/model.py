@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numba
 import numpy as np
@@ -28,6 +31,7 @@ from .tokenizer import Tokenizer
 log = logging.getLogger(__name__)
 
 Prompt = str | Sequence[int]
+T = TypeVar("T")
 
 
 class Model:
@@ -121,17 +125,29 @@ class Model:
         Returns:
             float32 (n_embd,).
         """
-        ids = self._prompt_ids(text)
-        if len(ids) > self.n_ctx:
-            raise ContextOverflowError(len(ids), self.n_ctx)
+        return self.embed_batch([text])[0]
+
+    def embed_batch(self, texts: Sequence[str | Sequence[int]]) -> np.ndarray:
+        """Embeddings of several texts (see :meth:`embed`), evaluated one after another under one lock hold.
+
+        Returns:
+            float32 (len(texts), n_embd).
+        """
+        all_ids = [self._prompt_ids(text) for text in texts]
+        for ids in all_ids:
+            if len(ids) > self.n_ctx:
+                raise ContextOverflowError(len(ids), self.n_ctx)
+        out = np.zeros((len(all_ids), self.hparams.n_embd), dtype=np.float32)  # float32 (n_texts, n_embd)
         with self._lock:
             self._set_threads()
-            cache = KVCache(self.hparams, len(ids), self.options.kv_type)
-            sums = np.zeros(self.hparams.n_embd, dtype=np.float64)  # float64 (n_embd,)
-            for i in range(0, len(ids), self.n_batch):
-                chunk = np.asarray(ids[i : i + self.n_batch], dtype=np.int64)
-                sums += self._forward.hidden(chunk, cache).sum(axis=0, dtype=np.float64)
-        return (sums / len(ids)).astype(np.float32)
+            for row, ids in enumerate(all_ids):
+                cache = KVCache(self.hparams, len(ids), self.options.kv_type)
+                sums = np.zeros(self.hparams.n_embd, dtype=np.float64)  # float64 (n_embd,)
+                for i in range(0, len(ids), self.n_batch):
+                    chunk = np.asarray(ids[i : i + self.n_batch], dtype=np.int64)
+                    sums += self._forward.hidden(chunk, cache).sum(axis=0, dtype=np.float64)
+                out[row] = sums / len(ids)
+        return out
 
     def _prefill(self, ids: list[int]) -> tuple[np.ndarray, int]:
         """Evaluate a prompt against the kept cache; return the last logits and how many tokens were reused."""
@@ -259,6 +275,35 @@ class Model:
         """Release the memory-mapped file."""
         self.file.close()
 
+    # ------------------------------------------------------------------ async twins
+
+    async def astream(self, prompt: Prompt, **sampling: Any) -> AsyncIterator[Chunk]:
+        """:meth:`stream` for asyncio: the engine runs in a worker thread, the event loop is never blocked.
+
+        Chunks arrive as they are generated. Closing the iterator early (``aclose``, ``break`` in an
+        ``async for``, task cancellation) stops the generation and releases the model. Errors (bad options,
+        context overflow) are raised at the first ``__anext__``.
+        """
+        async for chunk in iterate_in_thread(lambda: self.stream(prompt, **sampling)):
+            yield chunk
+
+    async def astream_chat(self, messages: Sequence[Mapping[str, Any]], **sampling: Any) -> AsyncIterator[Chunk]:
+        """:meth:`stream_chat` for asyncio (see :meth:`astream`)."""
+        async for chunk in iterate_in_thread(lambda: self.stream_chat(messages, **sampling)):
+            yield chunk
+
+    async def acomplete(self, prompt: Prompt, **sampling: Any) -> Completion:
+        """:meth:`complete` for asyncio (see :meth:`astream`)."""
+        return await _acollect(self.astream(prompt, **sampling))
+
+    async def achat(self, messages: Sequence[Mapping[str, Any]], **sampling: Any) -> Completion:
+        """:meth:`chat` for asyncio (see :meth:`astream`)."""
+        return await _acollect(self.astream_chat(messages, **sampling))
+
+    async def aembed_batch(self, texts: Sequence[str | Sequence[int]]) -> np.ndarray:
+        """:meth:`embed_batch` in a worker thread; float32 (len(texts), n_embd)."""
+        return await asyncio.to_thread(self.embed_batch, texts)
+
 
 def _lstrip_stream(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
     started = False
@@ -278,6 +323,40 @@ def _collect(chunks: Iterator[Chunk]) -> Completion:
         texts.append(chunk.text)
         tokens.extend(chunk.token_ids)
     return Completion("".join(texts), tokens, chunk.finish_reason, chunk.usage, chunk.timings)
+
+
+async def _acollect(chunks: AsyncIterator[Chunk]) -> Completion:
+    texts: list[str] = []
+    tokens: list[int] = []
+    async for chunk in chunks:
+        texts.append(chunk.text)
+        tokens.extend(chunk.token_ids)
+    return Completion("".join(texts), tokens, chunk.finish_reason, chunk.usage, chunk.timings)
+
+
+async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    """Drive a blocking iterator from asyncio: every step runs on one private worker thread.
+
+    One thread per iterator keeps the steps (and the final ``close``) in order, so a generator holding the
+    model's lock is always resumed and closed by the same thread, never concurrently. When the consumer
+    stops early or is cancelled, the iterator is closed on that thread after any step still running.
+    """
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airoboros-ggml")
+    done = object()
+    iterator: Iterator[T] | None = None
+    try:
+        iterator = await loop.run_in_executor(executor, make)
+        while True:
+            item = await loop.run_in_executor(executor, next, iterator, done)
+            if item is done:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            executor.submit(close)
+        executor.shutdown(wait=False)
 
 
 def load(path: str | os.PathLike, **options: Any) -> Model:
@@ -306,6 +385,37 @@ def load(path: str | os.PathLike, **options: Any) -> Model:
     )
     model = Model(model_file, opts)
     log.debug("loaded %s in %.3f s", resolved, time.perf_counter() - start)
+    return model
+
+
+_shared_models: weakref.WeakValueDictionary[tuple[str, int, int, str], Model] = weakref.WeakValueDictionary()
+_shared_lock = threading.Lock()
+
+
+def load_shared(path: str | os.PathLike, **options: Any) -> Model:
+    """:func:`load`, but one :class:`Model` per file and options: a second call returns the same object.
+
+    Frameworks build their model wrappers many times (LangChain's standard suites dozens of times per run);
+    sharing makes construction cheap and keeps one KV cache (and one lock) per loaded file. The key is the
+    resolved path, the file's size and modification time, and the validated options; a model is dropped
+    from the cache when nothing else refers to it. Thread-safe.
+
+    Raises:
+        ModelFormatError: the file is missing or not a supported model.
+        pydantic.ValidationError: a bad or unknown option.
+    """
+    opts = LoadOptions(**options)
+    resolved = resolve_model_path(path).resolve()
+    try:
+        stat = resolved.stat()
+    except OSError:
+        return load(resolved, **options)  # raises the loader's ModelFormatError naming the file
+    key = (str(resolved), stat.st_size, stat.st_mtime_ns, opts.model_dump_json())
+    with _shared_lock:
+        model = _shared_models.get(key)
+        if model is None:
+            model = load(resolved, **options)
+            _shared_models[key] = model
     return model
 
 
