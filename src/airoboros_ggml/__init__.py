@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import ContextOverflowError, ModelFormatError
+from .errors import ContextOverflowError, ConversionError, DownloadError, ModelFormatError, OutputFileError
 from .formats import ModelFile, open_model_file
 from .generation import Chunk, Completion, Timings, Usage
 from .ggml_types import FileType, GGMLType
@@ -11,6 +11,8 @@ from .model import Model, load, load_shared
 from .options import LoadOptions, SamplingOptions
 from .templates import PromptTemplate, get_template
 from .tokenizer import Tokenizer
+from .tools.convert import convert_file
+from .tools.quantize import quantize_file
 from .vocab import TokenType, Vocab
 
 __version__ = "0.1.0"
@@ -19,6 +21,8 @@ __all__ = [
     "Chunk",
     "Completion",
     "ContextOverflowError",
+    "ConversionError",
+    "DownloadError",
     "LoadOptions",
     "Model",
     "ModelFile",
@@ -27,14 +31,17 @@ __all__ = [
     "Timings",
     "Tokenizer",
     "Usage",
+    "convert_file",
     "get_template",
     "load",
     "load_shared",
     "open_model_file",
+    "quantize_file",
     "FileType",
     "GGMLType",
     "HParams",
     "ModelFormatError",
+    "OutputFileError",
     "TokenType",
     "Vocab",
     "__version__",

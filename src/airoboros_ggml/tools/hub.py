@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..errors import DownloadError
 from .progress import progress_enabled

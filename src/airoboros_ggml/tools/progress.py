@@ -6,7 +6,7 @@ import logging
 import sys
 from typing import Any
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 _LOG = logging.getLogger("airoboros_ggml")
 
