@@ -295,7 +295,8 @@ def quantize_file(
             return QuantizeResult(plan, None, time.perf_counter() - start)
         if dst is None:
             raise ValueError("quantize_file needs an output path unless dry_run=True")
-        requantized = [p.name for p in plan.tensors if not p.copied and p.source_type not in _FLOAT_TYPES]
+        requantized = [p.name for p in plan.tensors
+                       if not p.copied and p.source_type not in _FLOAT_TYPES and p.target_type not in _FLOAT_TYPES]
         if requantized:
             log.warning("%s: requantizing %d already-quantized tensors (%s, ...): quality is lower than "
                         "quantizing from the f16/f32 original", model_file.path.name, len(requantized),
