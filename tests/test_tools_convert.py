@@ -170,3 +170,11 @@ def test_full_disk_is_a_clear_error_and_leaves_nothing(tmp_path: Path) -> None:
     """, tmp_path, size // 2)
     assert "OutputFileError: m.gguf: cannot write the output file: there is no room left" in proc.stdout, proc.stderr
     assert sorted(os.listdir(tmp_path)) == ["m.bin"]
+
+
+def test_progress_bar_on_request_and_silent_when_piped(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    src = _ggml_file(tmp_path / "m.bin", FileType.MOSTLY_Q4_0)
+    convert_file(src, tmp_path / "a.gguf", progress=True)
+    assert "convert -> gguf" in capsys.readouterr().err
+    convert_file(src, tmp_path / "b.gguf")  # default: a bar only on a terminal; pytest's stderr is not one
+    assert "convert" not in capsys.readouterr().err

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from ..formats import LazyTensor, open_model_file
+from ..progress import progress_bar
 from ..templates import PromptTemplate, get_template
 from .model_output import (
     TargetFormat,
@@ -26,7 +27,6 @@ from .model_output import (
     target_format,
     write_model,
 )
-from .progress import progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..errors import DownloadError
-from .progress import progress_enabled
+from ..progress import progress_enabled
 
 log = logging.getLogger(__name__)
 

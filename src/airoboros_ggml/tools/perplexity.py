@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ContextOverflowError
 from ..model import Model
-from .progress import progress_bar
+from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
 

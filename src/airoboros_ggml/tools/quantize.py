@@ -27,6 +27,7 @@ from ..errors import ConversionError
 from ..formats import LazyTensor, ModelFile, open_model_file
 from ..ggml_types import QK_K, SEED_FILE_TYPES, FileType, GGMLType, ggml_type, row_nbytes
 from ..options import physical_cores
+from ..progress import progress_bar
 from ..quant_mix import tensor_type
 from ..quants import dequantize, quantize
 from .model_output import (
@@ -37,7 +38,6 @@ from .model_output import (
     target_format,
     write_model,
 )
-from .progress import progress_bar
 
 log = logging.getLogger(__name__)
 
