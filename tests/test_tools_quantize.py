@@ -117,6 +117,8 @@ def test_requantizing_warns_and_overrides_apply(f32_model: Path, tmp_path: Path,
     plan = {t.name: t for t in result.plan.tensors}
     assert plan["blk.0.attn_q.weight"].copied and plan["blk.0.attn_q.weight"].reason == "override"
     assert plan["token_embd.weight"].target_type == G.F16 and plan["blk.1.attn_q.weight"].target_type == G.Q4_0
+    with pytest.raises(ConversionError, match="unknown ggml type name"):
+        plan_quantization(q8, "q4_0", tensor_types={"output.weight": "Q9_Z"})
     with pytest.raises(ConversionError, match="does not have: nope"):
         plan_quantization(q8, "q4_0", tensor_types={"nope": "Q4_0"})
 

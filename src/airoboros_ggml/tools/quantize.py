@@ -226,7 +226,10 @@ def _plan(model_file: ModelFile, ftype: FileType, dst, to, overrides) -> tuple[Q
     tensors = source_tensors(model_file)
     if fmt == "ggml":
         tensors = check_ggml_v3_target(model_file, model_file.hparams, tensors)
-    overrides = {name: ggml_type(t) for name, t in (overrides or {}).items()}
+    try:
+        overrides = {name: ggml_type(t) for name, t in (overrides or {}).items()}
+    except ValueError as e:
+        raise ConversionError(f"tensor type override: {e}") from None
     unknown = sorted(set(overrides) - set(tensors))
     if unknown:
         raise ConversionError(f"tensor type overrides name tensors the model does not have: {', '.join(unknown)}")
