@@ -28,7 +28,7 @@ from airoboros_ggml.formats import RawTensor, read_vocab, write_ggml, write_gguf
 from airoboros_ggml.formats.tensors import expected_llama_shapes
 from airoboros_ggml.ggml_types import FileType, GGMLType
 from airoboros_ggml.hparams import HParams
-from airoboros_ggml.synthetic import llama_tensor_types, random_raw_tensor
+from airoboros_ggml.tools.synthetic import llama_tensor_types, random_raw_tensor
 
 log = logging.getLogger("make_models")
 

@@ -49,7 +49,7 @@ TARGETS = {
     "smollm2_gen_tok_s": 50.0,
     "smollm2_prompt_tok_s": 170.0,
 }
-REFERENCE = "llama.cpp here (PERFORMANCE.md): 7B prompt 7.6 tok/s, generation 2.5-3.0 tok/s, RSS 7.2 GB; " \
+REFERENCE = "llama.cpp here (docs/performance.md): 7B prompt 7.6 tok/s, generation 2.5-3.0 tok/s, RSS 7.2 GB; " \
     "SmolLM2 prompt 169, generation 65 tok/s"
 
 
@@ -113,7 +113,7 @@ def ctransformers_worker(path: str, n_prompt: int, n_gen: int, threads: int, ctx
 
     import numpy as np
 
-    from airoboros_ggml.bench import GEN_PROMPT, TTFT_PROMPT, peak_rss_bytes, process_age_s
+    from airoboros_ggml.tools.bench import GEN_PROMPT, TTFT_PROMPT, peak_rss_bytes, process_age_s
 
     warnings.simplefilter("ignore")
     from ctransformers import AutoModelForCausalLM

@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from airoboros_ggml.bench import process_age_s, render, run_bench
 from airoboros_ggml.cli import main
 from airoboros_ggml.formats import write_gguf
 from airoboros_ggml.ggml_types import FileType
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
+from airoboros_ggml.tools.bench import process_age_s, render, run_bench
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 from airoboros_ggml import FileType
 from airoboros_ggml.cli import main
 from airoboros_ggml.formats import write_ggml
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_run_accepts_llama_cpp_spellings(tiny_bin):
 
 def test_exact_activations_flag_reaches_the_load_options():
     from airoboros_ggml.cli import build_parser
-    from airoboros_ggml.run_command import _options
+    from airoboros_ggml.cli.run import _options
 
     parse = build_parser().parse_args
     assert _options(parse(["run", "-m", "x.gguf", "--exact-activations"]))[0]["exact_activations"] is True

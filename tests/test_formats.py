@@ -7,7 +7,7 @@ import pytest
 from airoboros_ggml import FileType, GGMLType, ModelFormatError
 from airoboros_ggml.formats import RawTensor, gguf_to_ggml, open_model_file, write_ggml, write_gguf
 from airoboros_ggml.ggml_types import SEED_FILE_TYPES
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 from airoboros_ggml.vocab import to_piece_encoding
 
 ALL_FILE_TYPES = (*SEED_FILE_TYPES, FileType.MOSTLY_F16, FileType.ALL_F32)

@@ -7,7 +7,7 @@ import pytest
 
 from airoboros_ggml import FileType, ModelFormatError
 from airoboros_ggml.formats import open_model_file, write_ggml, write_gguf
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 
 N_MUTATIONS = 600  # per format: 1,200 files in all
 

@@ -6,7 +6,7 @@ import pytest
 from airoboros_ggml import FileType
 from airoboros_ggml.formats import open_model_file, write_gguf
 from airoboros_ggml.runtime import KVCache, LlamaForward, LlamaWeights
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 
 
 def reference_logits(tensors, hp, tokens):

@@ -2,7 +2,7 @@
 
 Stop strings are drawn from what the model generates without them, so they really occur: for any seed,
 temperature and stop set, ``complete`` == the joined ``stream``, never contains a stop string, and equals
-the stop-free text cut at the first stop (:func:`~airoboros_ggml.stops.truncate_at_stop`).
+the stop-free text cut at the first stop (:func:`~airoboros_ggml.generation.stops.truncate_at_stop`).
 """
 
 import math
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 import airoboros_ggml as ag
 from airoboros_ggml import FileType
 from airoboros_ggml.formats import write_gguf
-from airoboros_ggml.stops import truncate_at_stop
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
+from airoboros_ggml.generation.stops import truncate_at_stop
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 from test_model import piece_id, scripted_vocab, text_ids, write_scripted_model
 
 HP = tiny_hparams(n_ctx_train=256)

@@ -20,8 +20,8 @@ import airoboros_ggml as ag
 from airoboros_ggml import ContextOverflowError, FileType, ModelFormatError
 from airoboros_ggml.formats import write_ggml, write_gguf
 from airoboros_ggml.formats.tensors import expected_llama_shapes
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
-from airoboros_ggml.templates import AIROBOROS_SYSTEM
+from airoboros_ggml.generation.templates import AIROBOROS_SYSTEM
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 
 HP = tiny_hparams(n_ctx_train=256)
 SPECIAL_PIECES = ["\u2581hi", "\u2581ok", "\u2581there"]  # word pieces put into the scripted vocab
@@ -192,7 +192,7 @@ def test_seed_semantics(tiny_path, tiny):
     seeded = ag.load(tiny_path, n_ctx=64, seed=42)
     assert seeded.complete("hello", **kw).tokens == a
     assert seeded.complete("hello", seed=43, **kw).tokens != a
-    assert ag.load(tiny_path, n_ctx=64, seed=-1).options.seed is None
+    assert ag.load(tiny_path, n_ctx=64, seed=-1).defaults.seed is None
     # an explicit -1 asks for fresh entropy even when the model was loaded with a seed
     assert len({tuple(seeded.complete("hello", seed=-1, **kw).tokens) for _ in range(3)}) > 1
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 import airoboros_ggml as ag
 from airoboros_ggml import ContextOverflowError, FileType, ModelFormatError
 from airoboros_ggml.formats import write_gguf
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 
 HP = tiny_hparams(n_ctx_train=256)
 GREEDY = {"temperature": 0.0, "max_tokens": 40}
@@ -165,6 +165,14 @@ def test_load_shared_returns_one_model_per_file_and_options(tiny_path):
     gc.collect()
     assert ref() is None  # the cache holds models weakly: an unused model is freed
     assert ag.load_shared(tiny_path, n_ctx=128).n_ctx == 128
+
+
+def test_load_shared_keys_on_the_seed_and_prompt_format_too(tiny_path):
+    a = ag.load_shared(tiny_path, n_ctx=128, seed=7, prompt_format="chatml")
+    assert ag.load_shared(tiny_path, n_ctx=128, seed=7, prompt_format="chatml") is a
+    assert a.defaults.seed == 7 and a.template.name == "chatml"
+    assert ag.load_shared(tiny_path, n_ctx=128, seed=8, prompt_format="chatml") is not a
+    assert ag.load_shared(tiny_path, n_ctx=128, seed=7) is not a
 
 
 def test_load_shared_errors_name_the_file(tmp_path):

@@ -8,7 +8,9 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from airoboros_ggml.options import LoadOptions, SamplingOptions, format_validation_error, physical_cores
+from airoboros_ggml.generation.options import SamplingOptions, format_validation_error
+from airoboros_ggml.generation.templates import DEFAULT_PROMPT_FORMAT
+from airoboros_ggml.runtime.options import LoadOptions, physical_cores
 
 
 def error_text(cls, **kw) -> str:
@@ -27,7 +29,7 @@ def test_sampling_defaults_are_llama_cpp_main_2023():
 
 def test_load_defaults():
     o = LoadOptions()
-    assert (o.n_ctx, o.n_threads, o.n_batch, o.prompt_format, o.kv_reuse) == (None, None, 512, "airoboros", True)
+    assert (o.n_ctx, o.n_threads, o.n_batch, DEFAULT_PROMPT_FORMAT, o.kv_reuse) == (None, None, 512, "airoboros", True)
     assert o.resolved_threads() == physical_cores()
     assert LoadOptions(n_threads=3).resolved_threads() == 3
 
@@ -39,7 +41,7 @@ def test_normalisation():
     assert SamplingOptions(stop=None).stop == []
     assert SamplingOptions(stop=["", "###", ""]).stop == ["###"]
     assert SamplingOptions(max_tokens=0).max_tokens == 0
-    assert LoadOptions(seed=-1).seed is None and LoadOptions(seed=5).seed == 5
+    assert SamplingOptions(seed=-1).seed is None and SamplingOptions(seed=5).seed == 5
 
 
 @pytest.mark.parametrize(

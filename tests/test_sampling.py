@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from airoboros_ggml.options import SamplingOptions
-from airoboros_ggml.sampling import (
+from airoboros_ggml.generation.options import SamplingOptions
+from airoboros_ggml.generation.sampling import (
     Candidates,
     apply_logit_bias,
     apply_penalties,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airoboros_ggml.stops import StopMatcher, truncate_at_stop
+from airoboros_ggml.generation.stops import StopMatcher, truncate_at_stop
 
 ALPHABET = ["a", "b", "U", "S", "E", "R", ":", " ", "\n", "😀", "👍🏽", "中", "文", "<", "|", ">"]
 texts = st.lists(st.sampled_from(ALPHABET), max_size=60).map("".join)

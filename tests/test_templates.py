@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from airoboros_ggml.templates import AIROBOROS_SYSTEM, PromptTemplate, get_template, register_template, template_names
+from airoboros_ggml.generation.templates import (
+    AIROBOROS_SYSTEM,
+    PromptTemplate,
+    get_template,
+    register_template,
+    template_names,
+)
 
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from airoboros_ggml.tokenizer.cli import add_tokenize_parser
+from airoboros_ggml.cli.tokenize import add_tokenize_parser
 
 LLAMA_GGUF = Path(__file__).parent / "data" / "ggml-vocab-llama-spm.gguf"
 

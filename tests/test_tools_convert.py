@@ -20,11 +20,11 @@ from gguf import quants as gq
 import airoboros_ggml
 from airoboros_ggml.errors import ConversionError, ModelFormatError, OutputFileError
 from airoboros_ggml.formats import open_model_file, write_ggml, write_gguf
+from airoboros_ggml.generation.templates import get_template
 from airoboros_ggml.ggml_types import FileType
 from airoboros_ggml.quants import dequantize
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
-from airoboros_ggml.templates import get_template
 from airoboros_ggml.tools.convert import AIROBOROS_CHAT_TEMPLATE, convert_file
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 
 FILE_TYPES = [t for t in FileType if t != FileType.MOSTLY_Q4_1_SOME_F16]  # the 16 that llama.cpp still wrote
 TOKENS = [1, 300, 301, 302, 400, 511, 260, 7]

@@ -14,8 +14,8 @@ from huggingface_hub import errors as hub_errors
 import airoboros_ggml
 from airoboros_ggml.errors import DownloadError
 from airoboros_ggml.formats import write_gguf
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 from airoboros_ggml.tools.hub import HubFile, download, parse_hf_uri, resolve_model
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 
 REPO, FILE = "TheBloke/tiny-llama-GGUF", "tiny.q8_0.gguf"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -15,8 +15,8 @@ import airoboros_ggml
 from airoboros_ggml import FileType
 from airoboros_ggml.formats import RawTensor, write_gguf
 from airoboros_ggml.ggml_types import GGMLType
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 from airoboros_ggml.tools.perplexity import perplexity
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 from test_forward import reference_logits  # the float64 Llama written independently in test_forward.py
 
 TEXT = Path(__file__).parent / "data" / "genesis-kjv.txt"

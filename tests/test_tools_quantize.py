@@ -21,8 +21,8 @@ from airoboros_ggml.errors import ConversionError, ModelFormatError
 from airoboros_ggml.formats import open_model_file, write_ggml, write_gguf
 from airoboros_ggml.ggml_types import SEED_FILE_TYPES, FileType, GGMLType
 from airoboros_ggml.quants import dequantize, quantize
-from airoboros_ggml.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 from airoboros_ggml.tools.quantize import parse_file_type, plan_quantization, quantize_file
+from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 
 G = GGMLType
 TOKENS = [1, 300, 301, 302, 400, 511, 260, 7]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from .errors import ContextOverflowError, ConversionError, DownloadError, ModelFormatError, OutputFileError
 from .formats import ModelFile, open_model_file
-from .generation import Chunk, Completion, Timings, Usage
+from .generation.options import SamplingOptions
+from .generation.results import Chunk, Completion, Timings, Usage
+from .generation.templates import PromptTemplate, get_template
 from .ggml_types import FileType, GGMLType
 from .hparams import HParams
 from .model import Model, load, load_shared
-from .options import LoadOptions, SamplingOptions
-from .templates import PromptTemplate, get_template
+from .runtime.options import LoadOptions
 from .tokenizer import Tokenizer
 from .tools.convert import convert_file
 from .tools.quantize import quantize_file

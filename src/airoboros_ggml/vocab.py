@@ -78,7 +78,7 @@ SPM_SPACE = "\u2581".encode()
 
 
 def gguf_piece_to_ggml_v3(piece: bytes, token_type: int) -> bytes:
-    """Encode one SentencePiece piece as the 2023 GGML converter did (FORMATS.md §1)."""
+    """Encode one SentencePiece piece as the 2023 GGML converter did (docs/formats.md, "Vocabulary encoding")."""
     if token_type == TokenType.UNKNOWN:
         return GGML_V3_UNKNOWN_PIECE
     if token_type == TokenType.CONTROL:

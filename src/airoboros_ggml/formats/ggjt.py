@@ -6,7 +6,8 @@ then tensors to the end of the file, each ``u32 n_dims, u32 name_len, u32 type``
 (ne0 first), the name, zero padding to a multiple of 32 bytes from the start of the file, the data.
 
 The file lacks ``n_ff``, ``n_head_kv``, the RMS-norm epsilon, the context length and RoPE settings: the
-first two are derived from tensor shapes, the rest take Llama-2 defaults (overridable).
+first two are derived from tensor shapes, the rest take Llama-2 defaults (overridable); see docs/formats.md,
+"GGJT v3 layout" and "Hyperparameter inference".
 """
 
 from __future__ import annotations

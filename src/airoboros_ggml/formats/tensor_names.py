@@ -1,6 +1,7 @@
 """Llama tensor names in both conventions, mapped in one place.
 
-GGUF names are canonical inside the project; GGML v3 files use the original Meta/llama.cpp names.
+GGUF names are canonical inside the project; GGML v3 files use the original Meta/llama.cpp names
+(docs/formats.md, "Tensor names").
 """
 
 from __future__ import annotations

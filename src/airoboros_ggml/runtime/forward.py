@@ -1,4 +1,4 @@
-"""The Llama forward pass as llama.cpp computes it (FORMATS.md §3).
+"""The Llama forward pass as llama.cpp computes it (docs/formats.md, "The forward pass").
 
 Per layer: ``h = x + Wo · attn(rope(Wq·n), rope(Wk·n), Wv·n)`` with ``n = RMSNorm(x) * attn_norm``, then
 ``x = h + W_down · (silu(W_gate · m) * W_up · m)`` with ``m = RMSNorm(h) * ffn_norm``; logits =

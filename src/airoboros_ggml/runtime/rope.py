@@ -1,4 +1,7 @@
-"""Rotary position embedding in GGML's "normal" mode: adjacent pairs (x[2j], x[2j+1]) rotate."""
+"""Rotary position embedding in GGML's "normal" mode: adjacent pairs (x[2j], x[2j+1]) rotate.
+
+See docs/formats.md, "RoPE".
+"""
 
 from __future__ import annotations
 

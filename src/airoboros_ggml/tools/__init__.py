@@ -1,1 +1,1 @@
-"""Model tools: convert, quantize, perplexity, Hub download (library functions; the CLI only parses)."""
+"""Model tools: convert, quantize, perplexity, Hub download, benchmarking, file reports, synthetic test models."""

@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 from ..formats import LazyTensor, open_model_file
+from ..generation.templates import PromptTemplate, get_template
 from ..progress import progress_bar
-from ..templates import PromptTemplate, get_template
 from .model_output import (
     TargetFormat,
     carried_metadata,

@@ -20,8 +20,8 @@ from ..formats import ModelFile, ggml_to_gguf, write_ggml, write_gguf
 from ..formats.gguf import ValueType
 from ..formats.tensors import expected_llama_shapes
 from ..formats.writer import TensorValue, gguf_metadata
+from ..generation.templates import get_template
 from ..hparams import HParams
-from ..templates import get_template
 from ..vocab import Vocab
 from .output import CountingSink, atomic_output
 

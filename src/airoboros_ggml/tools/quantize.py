@@ -26,10 +26,10 @@ import numpy as np
 from ..errors import ConversionError
 from ..formats import LazyTensor, ModelFile, open_model_file
 from ..ggml_types import QK_K, SEED_FILE_TYPES, FileType, GGMLType, ggml_type, row_nbytes
-from ..options import physical_cores
 from ..progress import progress_bar
 from ..quant_mix import tensor_type
 from ..quants import dequantize, quantize
+from ..runtime.options import physical_cores
 from .model_output import (
     TargetFormat,
     carried_metadata,

@@ -1,141 +1,35 @@
-"""Load and sampling options as validated pydantic models.
+"""Sampling options (what may change on every call) as a validated pydantic model, and error rendering.
 
-Settings are split by concern (STYLE.md): :class:`LoadOptions` for what is fixed when a model is loaded
-(context size, threads, RoPE, epsilon) and :class:`SamplingOptions` for what may change on every call.
-Unknown options and bad values raise :class:`pydantic.ValidationError`; :func:`format_validation_error`
-turns one into short lines that name each bad option, for the CLI and the adapters.
+Settings are split by concern (docs/layout.md, "Settings by concern"):
+:class:`~airoboros_ggml.runtime.options.LoadOptions` for what is fixed when a model is loaded,
+:class:`SamplingOptions` for what may change on every call. Unknown options and bad values raise
+:class:`pydantic.ValidationError`; :func:`format_validation_error` turns one into short lines that name each
+bad option, for the CLI and the adapters.
 
-Defaults follow llama.cpp ``main`` as of 2023 (FORMATS.md §6).
+Defaults follow llama.cpp ``main`` as of 2023 (docs/formats.md, "Generation defaults").
 """
-
 from __future__ import annotations
 
 import logging
 import math
-import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..runtime.options import LoadOptions
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "LoadOptions",
     "SamplingOptions",
     "format_validation_error",
-    "physical_cores",
 ]
-
-
-def physical_cores() -> int:
-    """Count the physical CPU cores this process may run on.
-
-    Hyper-threads share a core's execution units, and decoding is memory-bound, so one thread per
-    physical core is the best default (USERS.md, "Threads"). The count is the number of distinct
-    ``(physical id, core id)`` pairs in ``/proc/cpuinfo`` among the CPUs of ``os.sched_getaffinity``,
-    further capped by a cgroup v2 CPU quota (``/sys/fs/cgroup/cpu.max``) when one is set.
-
-    Returns:
-        At least 1. Falls back to the affinity size or ``os.cpu_count()`` where ``/proc`` is missing.
-    """
-    try:
-        allowed = set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        allowed = set(range(os.cpu_count() or 1))
-    count = len(allowed)
-    try:
-        cores: set[tuple[str, str]] = set()
-        proc, phys = -1, "0"
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key, value = key.strip(), value.strip()
-                if key == "processor":
-                    proc, phys = int(value), "0"
-                elif key == "physical id":
-                    phys = value
-                elif key == "core id" and proc in allowed:
-                    cores.add((phys, value))
-        if cores:
-            count = len(cores)
-    except (OSError, ValueError):
-        pass
-    try:
-        with open("/sys/fs/cgroup/cpu.max", encoding="utf-8") as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            count = min(count, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, count)
-
-
-def _positive_finite_or_none(value: float | None) -> float | None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise ValueError(f"must be a positive finite number or None, got {value!r}")
-    return value
-
-
-class LoadOptions(BaseModel):
-    """Options fixed when a model is loaded."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
-
-    n_ctx: int | None = Field(default=None, gt=0)
-    """Context window in tokens; None uses the model's training context (4096 for Llama-2)."""
-
-    n_threads: int | None = Field(default=None, gt=0)
-    """Worker threads for the kernels; None uses :func:`physical_cores`."""
-
-    n_batch: int = Field(default=512, gt=0)
-    """Prompt tokens evaluated per forward call while processing a prompt."""
-
-    rope_freq_base: float | None = None
-    """RoPE base frequency; None uses the file's value (10000 for Llama-2, 1e6 for CodeLlama)."""
-
-    rope_freq_scale: float | None = None
-    """RoPE linear position scale (e.g. 0.5 for a 2x extended-context fine-tune); None uses the file's."""
-
-    rms_norm_eps: float | None = None
-    """RMSNorm epsilon; None uses the file's value (GGML v3 files carry none: 1e-5 for Llama-2)."""
-
-    seed: int | None = None
-    """Default sampling seed for calls that give none; None or a negative value means fresh entropy."""
-
-    prompt_format: str = "airoboros"
-    """Prompt template name (see :mod:`airoboros_ggml.templates`), or ``auto`` for the file's own."""
-
-    kv_reuse: bool = True
-    """Re-use the KV cache for a prompt sharing a prefix with the previous call (results are identical)."""
-
-    kv_type: Literal["f16", "f32"] = "f16"
-    """Storage of cached keys/values: ``f16`` (as llama.cpp, half the memory) or ``f32`` (exact)."""
-
-    exact_activations: bool = False
-    """Multiply single tokens and small prompt batches (<= 32 tokens) by the weights in exact float32. The
-    default (False) quantizes their activations to 8 bits per block and uses integer dot products, as
-    llama.cpp does (block-quantized weights on AVX2 CPUs: 2-4.5x faster matrix-vector products, ~0.5% error
-    per dot product); CPUs without AVX2 always use the exact kernels."""
-
-    @field_validator("rope_freq_base", "rope_freq_scale", "rms_norm_eps")
-    @classmethod
-    def _check_positive_finite(cls, value: float | None) -> float | None:
-        return _positive_finite_or_none(value)
-
-    @field_validator("seed")
-    @classmethod
-    def _normalise_seed(cls, value: int | None) -> int | None:
-        return None if value is None or value < 0 else value
-
-    def resolved_threads(self) -> int:
-        """Return ``n_threads`` or, when None, the number of physical cores."""
-        return self.n_threads if self.n_threads is not None else physical_cores()
 
 
 class SamplingOptions(BaseModel):
     """Per-call generation options, with llama.cpp ``main`` (2023) defaults.
 
-    The sampler chain (see :mod:`airoboros_ggml.sampling`) is: logit bias -> repeat/frequency/presence
+    The sampler chain (see :mod:`airoboros_ggml.generation.sampling`) is: logit bias -> repeat/frequency/presence
     penalties over the last ``repeat_last_n`` tokens -> top-k -> tail-free -> typical -> top-p ->
     min-p -> temperature -> draw. A temperature <= 0 picks the most likely token after bias and
     penalties (greedy). With ``mirostat`` 1 or 2 the truncation samplers are replaced by mirostat.

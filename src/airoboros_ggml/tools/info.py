@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .formats import ModelFile
-from .ggml_types import FileType, bits_per_weight
+from ..formats import ModelFile
+from ..ggml_types import FileType, bits_per_weight
 
 RUNTIME_OVERHEAD_BYTES = 64 << 20
 """Rough working memory of the runtime beyond weights and KV cache (activations, scratch, Python)."""

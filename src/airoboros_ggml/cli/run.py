@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from pydantic import ValidationError
-
-from .errors import ContextOverflowError
-from .generation import Chunk
-from .model import Model, load
-from .options import LoadOptions, SamplingOptions, format_validation_error
+from ..errors import ContextOverflowError
+from ..generation.options import SamplingOptions
+from ..generation.results import Chunk
+from ..model import Model, load
+from .flags import UsageError, add_flag, add_load_flags, load_options
 
 log = logging.getLogger(__name__)
 
@@ -34,32 +33,16 @@ _SAMPLING_FLAGS: dict[str, tuple[str, type, str]] = {
     "--mirostat-lr": ("mirostat_eta", float, "mirostat learning rate (eta)"),
     "--mirostat-ent": ("mirostat_tau", float, "mirostat target entropy (tau)"),
 }
-_LOAD_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--rope-freq-base": ("rope_freq_base", float, "RoPE frequency base (default: the file's, or 10000)"),
-    "--rope-freq-scale": ("rope_freq_scale", float, "RoPE position scale, e.g. 0.5 for 2x context"),
-    "--rms-norm-eps": ("rms_norm_eps", float, "RMS-norm epsilon (GGML v3 default 1e-5)"),
-}
-
 _COLOR_PROMPT = "\033[33m"
 _COLOR_RESET = "\033[0m"
 
 
-def _add_flag(p: argparse.ArgumentParser, flag: str, dest: str, kind: type, help_: str, *short: str) -> None:
-    names = [*short, flag]
-    if "-" in flag[2:]:
-        names.append("--" + flag[2:].replace("-", "_"))
-    p.add_argument(*names, dest=dest, type=kind, default=None, help=help_)
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--model", required=True, help="model file (.bin GGML v3 or .gguf), or 'smollm2'")
-    _add_flag(p, "--n-predict", "max_tokens", int, "tokens to generate (-1 = until done)", "-n")
-    _add_flag(p, "--ctx-size", "n_ctx", int, "context size (default: the model's training context)", "-c")
-    _add_flag(p, "--threads", "n_threads", int, "threads (default: physical cores)", "-t")
-    _add_flag(p, "--batch-size", "n_batch", int, "prompt tokens per batch (default 512)", "-b")
-    _add_flag(p, "--seed", "seed", int, "random seed (-1 = random)", "-s")
-    for flag, (dest, kind, help_) in {**_SAMPLING_FLAGS, **_LOAD_FLAGS}.items():
-        _add_flag(p, flag, dest, kind, help_)
+def _add_generation_flags(p: argparse.ArgumentParser) -> None:
+    add_load_flags(p)
+    add_flag(p, "--n-predict", "max_tokens", int, "tokens to generate (-1 = until done)", "-n")
+    add_flag(p, "--seed", "seed", int, "random seed (-1 = random)", "-s")
+    for flag, (dest, kind, help_) in _SAMPLING_FLAGS.items():
+        add_flag(p, flag, dest, kind, help_)
     p.add_argument("-r", "--reverse-prompt", dest="stop", action="append", default=None,
                    help="stop generating at this text (repeatable)")
     p.add_argument("--prompt-format", default=None,
@@ -67,46 +50,31 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         "(the file's own template; the default for -m smollm2)")
     p.add_argument("--system", default=None, help="system message replacing the template's preamble")
     p.add_argument("--color", action="store_true", help="colour the prompt / user input")
-    p.add_argument("--exact-activations", action="store_true", default=None,
-                   help="exact float32 matrix-vector products (default: 8-bit activations, as llama.cpp)")
-    p.add_argument("-ngl", "--n-gpu-layers", "--gpu-layers", dest="n_gpu_layers", type=int, default=None,
-                   help="not supported: this runtime is CPU-only (refused if > 0)")
 
 
 def add_run_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``run`` and ``chat``."""
     run = sub.add_parser("run", help="generate text (llama.cpp `main`-compatible flags)")
-    _add_common(run)
+    _add_generation_flags(run)
     run.add_argument("-p", "--prompt", default=None, help="prompt (formatted with --prompt-format)")
     run.add_argument("-f", "--file", default=None, help="read the prompt from a file")
     run.add_argument("-i", "--interactive", action="store_true", help="continue as an interactive chat")
     run.set_defaults(func=run_command)
     chat = sub.add_parser("chat", help="interactive multi-turn chat")
-    _add_common(chat)
+    _add_generation_flags(chat)
     chat.set_defaults(func=chat_command, prompt=None, file=None, interactive=True)
 
 
-class UsageError(Exception):
-    """A command-line mistake, reported in one line with exit status 2."""
-
-
 def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    if args.n_gpu_layers:
-        raise UsageError(
-            f"-ngl/--n-gpu-layers {args.n_gpu_layers}: GPU offload is not available; airoboros-ggml runs on "
-            "the CPU only. Remove the flag (or pass -ngl 0)."
-        )
-    load_kw = {k: getattr(args, k) for k in ("n_ctx", "n_threads", "n_batch", "seed", "exact_activations")}
-    load_kw.update({dest: getattr(args, dest) for dest, _, _ in _LOAD_FLAGS.values()})
-    load_kw = {k: v for k, v in load_kw.items() if v is not None}
-    fmt = args.prompt_format or ("auto" if args.model == "smollm2" else "airoboros")
-    load_kw["prompt_format"] = fmt
+    """Keyword arguments of :func:`~airoboros_ggml.load` and of the sampling calls, validated before loading."""
+    load_kw = load_options(args)
+    if args.seed is not None:
+        load_kw["seed"] = args.seed  # the default seed of every call (-1: fresh entropy)
+    load_kw["prompt_format"] = args.prompt_format or ("auto" if args.model == "smollm2" else "airoboros")
     sampling = {dest: getattr(args, dest) for dest, _, _ in _SAMPLING_FLAGS.values()}
     sampling.update(max_tokens=args.max_tokens, stop=args.stop)
     sampling = {k: v for k, v in sampling.items() if v is not None}
-    # validate now, so a bad value is reported before the model loads
-    LoadOptions(**load_kw)
-    SamplingOptions(**sampling)
+    SamplingOptions(**sampling)  # validate now, so a bad value is reported before the model loads
     return load_kw, sampling
 
 
@@ -174,19 +142,15 @@ def _interactive(model: Model, args, sampling: dict[str, Any], turns: list[dict[
 
 def run_command(args: argparse.Namespace) -> int:
     """Run ``run`` (and ``chat``): load, format the prompt, stream the answer, print timings."""
+    load_kw, sampling = _options(args)
+    if args.prompt is not None and args.file is not None:
+        raise UsageError("give either -p/--prompt or -f/--file, not both")
     try:
-        load_kw, sampling = _options(args)
-        if args.prompt is not None and args.file is not None:
-            raise UsageError("give either -p/--prompt or -f/--file, not both")
         prompt = Path(args.file).read_text(encoding="utf-8") if args.file else args.prompt
-        if prompt is None and not args.interactive:
-            raise UsageError("no prompt: pass -p TEXT, -f FILE or -i for an interactive chat")
-    except ValidationError as e:
-        sys.stderr.write("airoboros-ggml: invalid option\n" + format_validation_error(e) + "\n")
-        return 2
-    except (UsageError, OSError) as e:
-        sys.stderr.write(f"airoboros-ggml: error: {e}\n")
-        return 2
+    except OSError as e:
+        raise UsageError(str(e)) from e
+    if prompt is None and not args.interactive:
+        raise UsageError("no prompt: pass -p TEXT, -f FILE or -i for an interactive chat")
     model = load(args.model, **load_kw)
     log.info("%r", model)
     if prompt is not None:

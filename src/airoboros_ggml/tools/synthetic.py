@@ -10,12 +10,12 @@ import re
 
 import numpy as np
 
-from .formats.tensors import expected_llama_shapes
-from .formats.writer import RawTensor
-from .ggml_types import BLOCK_SIZES, FileType, GGMLType, row_nbytes
-from .hparams import HParams
-from .quant_mix import tensor_type
-from .vocab import TokenType, Vocab
+from ..formats.tensors import expected_llama_shapes
+from ..formats.writer import RawTensor
+from ..ggml_types import BLOCK_SIZES, FileType, GGMLType, row_nbytes
+from ..hparams import HParams
+from ..quant_mix import tensor_type
+from ..vocab import TokenType, Vocab
 
 _LAYER_RE = re.compile(r"blk\.(\d+)\.")
 
@@ -118,7 +118,7 @@ def random_llama_tensors(
             if t in (GGMLType.F32, GGMLType.F16):
                 out[name] = RawTensor(t, shape, values)
             else:
-                from .quants import quantize as quantize_values
+                from ..quants import quantize as quantize_values
 
                 out[name] = RawTensor(t, shape, quantize_values(values, t))
     return out

@@ -27,8 +27,6 @@ What is measured (medians over ``--reps``; the raw runs are in the JSON output):
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import platform
@@ -114,7 +112,7 @@ def run_bench(
         timings (``process_ttft_s``, ``load_s``), memory (``peak_rss_bytes``, ``file_bytes``,
         ``kv_cache_bytes``, ``rss_budget_bytes``) and the raw per-rep values under ``runs``.
     """
-    from .model import load
+    from ..model import load
 
     if n_gen == 1 or n_gen < 0 or n_prompt < 0 or reps < 1:
         raise ValueError("need n_gen == 0 or >= 2, n_prompt >= 0 and reps >= 1")
@@ -242,36 +240,3 @@ def render(report: dict[str, Any]) -> str:
     ]
     lines += [f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows]
     return "\n".join(lines)
-
-
-def bench_command(args: argparse.Namespace) -> int:
-    """Run ``airoboros-ggml bench``."""
-    try:
-        report = run_bench(
-            args.model, n_prompt=args.n_prompt, n_gen=args.n_predict, n_threads=args.threads,
-            n_ctx=args.ctx_size, reps=args.reps, seed=args.seed, n_batch=args.batch_size,
-        )
-    except ValueError as e:
-        print(f"airoboros-ggml bench: error: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(render(report))
-    return 0
-
-
-def add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    """Register the ``bench`` subcommand."""
-    p = sub.add_parser("bench", help="measure prompt/generation speed, time to first token and peak RSS")
-    p.add_argument("-m", "--model", required=True, help="model file (.bin GGML v3 or .gguf), or 'smollm2'")
-    p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens (0: skip) [512]")
-    p.add_argument("-n", "--n-predict", type=int, default=32, help="generated tokens (0: skip) [32]")
-    p.add_argument("-t", "--threads", type=int, default=None, help="threads [physical cores]")
-    p.add_argument("-c", "--ctx-size", type=int, default=None, help="context size [max(600, p + 1)]")
-    p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt batch size [512]")
-    p.add_argument("--reps", type=int, default=3, help="repetitions; medians are reported [3]")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random token ids [0]")
-    p.add_argument("--json", action="store_true", help="print a JSON report")
-    p.set_defaults(func=bench_command)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .core import Tokenizer
+from ..tokenizer import Tokenizer
 
 
 def add_tokenize_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """Token sampling: llama.cpp's 2023 sampler chain as small pure numpy functions.
 
-Order (llama.cpp ``main``, FORMATS.md §6, plus min-p as added in late 2023)::
+Order (llama.cpp ``main``, docs/formats.md, "Generation defaults", plus min-p as added in late 2023)::
 
     logit bias -> repeat / frequency / presence penalties over the last N tokens
       -> (temperature <= 0: argmax)
@@ -16,7 +16,7 @@ pre-filled its window with token id 0), newlines are penalised like any token (`
 ``penalize_nl`` default), and the draw uses numpy's PCG64 rather than ``std::mt19937``, so seeded draws
 are reproducible here but not identical to llama.cpp's.
 
-:func:`make_sampler` composes the chain from :class:`~airoboros_ggml.options.SamplingOptions`.
+:func:`make_sampler` composes the chain from :class:`~airoboros_ggml.generation.options.SamplingOptions`.
 """
 
 from __future__ import annotations

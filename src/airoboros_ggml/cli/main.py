@@ -1,0 +1,61 @@
+"""The ``airoboros-ggml`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from ..errors import ContextOverflowError, ModelFormatError
+from ..generation.options import format_validation_error
+from .bench import add_bench_parser
+from .flags import UsageError
+from .info import add_info_parser
+from .run import add_run_parsers
+from .tokenize import add_tokenize_parser
+
+log = logging.getLogger("airoboros_ggml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="airoboros-ggml",
+        description="Run Llama-2 models stored as GGML v3 (.bin) or GGUF with numpy + numba.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (add_info_parser, add_tokenize_parser, add_run_parsers, add_bench_parser):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``airoboros-ggml`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except ValidationError as e:
+        print("airoboros-ggml: invalid option\n" + format_validation_error(e), file=sys.stderr)
+        return 2
+    except (UsageError, ModelFormatError, ContextOverflowError) as e:
+        print(f"airoboros-ggml: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Generation: sampling options, the sampler chain, stop strings, prompt templates and result types."""
