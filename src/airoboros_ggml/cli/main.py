@@ -9,11 +9,14 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from ..errors import ContextOverflowError, ModelFormatError
+from ..errors import ContextOverflowError, ConversionError, DownloadError, ModelFormatError, OutputFileError
 from ..generation.options import format_validation_error
 from .bench import add_bench_parser
-from .flags import UsageError
+from .convert import add_convert_parser
+from .flags import UsageError, resolve_model_arg
 from .info import add_info_parser
+from .perplexity import add_perplexity_parser
+from .quantize import add_quantize_parser
 from .run import add_run_parsers
 from .tokenize import add_tokenize_parser
 
@@ -28,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_info_parser, add_tokenize_parser, add_run_parsers, add_bench_parser):
+    for add in (add_info_parser, add_tokenize_parser, add_run_parsers, add_bench_parser, add_convert_parser,
+                add_quantize_parser, add_perplexity_parser):
         add(sub)
     return parser
 
@@ -38,16 +42,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
+        resolve_model_arg(args)
         return int(args.func(args) or 0)
     except ValidationError as e:
         print("airoboros-ggml: invalid option\n" + format_validation_error(e), file=sys.stderr)
         return 2
-    except (UsageError, ModelFormatError, ContextOverflowError) as e:
+    except (UsageError, ModelFormatError, ContextOverflowError, ConversionError, OutputFileError, DownloadError) as e:
         print(f"airoboros-ggml: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -88,6 +88,7 @@ def download(
         file = parse_hf_uri(file)
     try:
         import huggingface_hub
+        from huggingface_hub import constants as hub_constants
         from huggingface_hub import errors as hub_errors
     except ImportError:
         raise DownloadError(
@@ -102,7 +103,7 @@ def download(
         )
     except (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled) as e:
         raise DownloadError(
-            f"{file.uri}: not in the Hugging Face cache ({cache_dir or huggingface_hub.constants.HF_HUB_CACHE}) "
+            f"{file.uri}: not in the Hugging Face cache ({cache_dir or hub_constants.HF_HUB_CACHE}) "
             "and downloading is off (HF_HUB_OFFLINE=1 or offline mode, or no network); download it once online "
             "or pass a local path"
         ) from e
