@@ -16,7 +16,10 @@ import logging
 import os
 from pathlib import Path
 
-from ..formats import LazyTensor, open_model_file
+import numpy as np
+from tqdm import tqdm
+
+from ..formats import LazyTensor, TensorInfo, open_model_file
 from ..generation.templates import PromptTemplate, get_template
 from ..progress import progress_bar
 from .model_output import (
@@ -146,8 +149,8 @@ def convert_file(
     return ConvertResult(Path(dst), fmt, model_file.format, len(lazy), written.size)
 
 
-def _copied(info, bar) -> LazyTensor:
-    def produce():
+def _copied(info: TensorInfo, bar: tqdm) -> LazyTensor:
+    def produce() -> np.ndarray:
         bar.update(info.nbytes)
         return info.data  # uint8 (nbytes,): the bytes as stored, written unchanged
 

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 
 from ..errors import ConversionError
-from ..formats import ModelFile, ggml_to_gguf, write_ggml, write_gguf
+from ..formats import ModelFile, TensorInfo, ggml_to_gguf, write_ggml, write_gguf
 from ..formats.gguf import ValueType
 from ..formats.tensors import expected_llama_shapes
 from ..formats.writer import TensorValue, gguf_metadata
@@ -53,7 +53,7 @@ def target_format(dst: str | os.PathLike, requested: str | None, source_format: 
     return "gguf" if source_format.startswith("gguf") else "ggml"
 
 
-def source_tensors(model_file: ModelFile) -> dict[str, Any]:
+def source_tensors(model_file: ModelFile) -> dict[str, TensorInfo]:
     """The file's tensors keyed by GGUF name, in file order."""
     if model_file.format.startswith("gguf"):
         return dict(model_file.tensors)

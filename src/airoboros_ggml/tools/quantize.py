@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from ..errors import ConversionError
-from ..formats import LazyTensor, ModelFile, open_model_file
+from ..formats import LazyTensor, ModelFile, TensorInfo, open_model_file
 from ..ggml_types import QK_K, SEED_FILE_TYPES, FileType, GGMLType, ggml_type, row_nbytes
 from ..progress import progress_bar
 from ..quant_mix import tensor_type
@@ -221,7 +222,13 @@ def plan_quantization(
         return _plan(model_file, parse_file_type(ftype), dst, to, tensor_types)[0]
 
 
-def _plan(model_file: ModelFile, ftype: FileType, dst, to, overrides) -> tuple[QuantizePlan, dict, dict]:
+def _plan(
+    model_file: ModelFile,
+    ftype: FileType,
+    dst: str | os.PathLike | None,
+    to: str | None,
+    overrides: Mapping[str, str | int | GGMLType] | None,
+) -> tuple[QuantizePlan, dict[str, TensorInfo], dict[str, Any]]:
     fmt = target_format(dst or model_file.path, to, model_file.format)
     tensors = source_tensors(model_file)
     if fmt == "ggml":
@@ -255,7 +262,7 @@ def _plan(model_file: ModelFile, ftype: FileType, dst, to, overrides) -> tuple[Q
     return plan, tensors, {"hparams": hparams, "vocab": vocab, "metadata": metadata}
 
 
-def _zeros(nbytes: int):
+def _zeros(nbytes: int) -> Callable[[], np.ndarray]:
     return lambda: np.zeros(nbytes, dtype=np.uint8)  # untouched pages: counting them costs nothing
 
 
@@ -321,7 +328,8 @@ def quantize_file(
     return QuantizeResult(plan, written.path, seconds)
 
 
-def _producer(plan: TensorPlan, info, pool: concurrent.futures.Executor, bar):
+def _producer(plan: TensorPlan, info: TensorInfo, pool: concurrent.futures.Executor,
+              bar: tqdm) -> Callable[[], np.ndarray]:
     def produce() -> np.ndarray:
         if plan.copied:
             bar.update(plan.n_elements)
