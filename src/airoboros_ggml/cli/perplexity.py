@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import ContextOverflowError
 from ..model import load
+from ..progress import progress_enabled
 from ..tools.perplexity import perplexity
 from .flags import UsageError, add_load_flags, add_output_flags, load_options
 
@@ -37,7 +38,7 @@ def perplexity_command(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"-f {args.file}: cannot read the text ({e})") from None
     model = load(args.model, n_ctx=n_ctx, **options)
-    running = not args.quiet and not args.json
+    running = not args.quiet and not args.json and not progress_enabled()  # on a terminal the bar shows it
 
     def show(i: int, ppl: float) -> None:  # llama-perplexity's line: [1]4.1234,[2]4.3456,...
         if running:
