@@ -4,8 +4,8 @@ import numba
 import numpy as np
 import pytest
 
+from airoboros_ggml.runtime.attention import softmax_attention as _attend
 from airoboros_ggml.runtime.decode_attention import attend_one
-from airoboros_ggml.runtime.forward import _attend
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])

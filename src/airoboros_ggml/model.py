@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import threading
@@ -19,10 +20,12 @@ import numpy as np
 from .errors import ContextOverflowError
 from .formats import ModelFile, open_model_file
 from .generation.options import SamplingOptions
+from .generation.processors import LogitsProcessor, make_logits_processors
 from .generation.results import Chunk, Completion, Timings, Usage
 from .generation.sampling import make_sampler
-from .generation.stops import StopMatcher
+from .generation.steps import StepGenerator
 from .generation.templates import DEFAULT_PROMPT_FORMAT, PromptTemplate, get_template
+from .generation.text_stream import text_chunks
 from .runtime import KVCache, LlamaForward, LlamaWeights
 from .runtime.blas import set_blas_threads
 from .runtime.options import LoadOptions
@@ -164,16 +167,16 @@ class Model:
                 out[row] = sums / len(ids)
         return out
 
-    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, int]:
-        """Evaluate a prompt against the kept cache; return the last logits and how many tokens were reused."""
+    def _reuse_cache(self, ids: list[int]) -> int:
+        """Keep the cached prefix ``ids`` starts with (all but its last token at most); return its length."""
         cache = self._cache
-        reuse = 0
-        if self.options.kv_reuse:
-            limit = min(len(cache.tokens), len(ids) - 1)  # always evaluate at least one token for logits
-            while reuse < limit and cache.tokens[reuse] == ids[reuse]:
-                reuse += 1
+        reuse = min(cache.common_prefix(ids), len(ids) - 1) if self.options.kv_reuse else 0
         cache.truncate(reuse)
-        return self._run(ids[reuse:], cache, all_logits=False), reuse
+        return reuse
+
+    def _evaluate(self, tokens: Sequence[int]) -> np.ndarray:
+        """Run tokens after the kept cache's; float32 (n_vocab,) logits after the last one."""
+        return self._run(tokens, self._cache, all_logits=False)
 
     # ------------------------------------------------------------------ generation
 
@@ -209,49 +212,42 @@ class Model:
                 f"prompt is {len(ids)} tokens but the context window is {self.n_ctx} tokens (and at least "
                 "one must be left to generate); shorten the prompt or load the model with a larger n_ctx",
             )
-        return self._generate(ids, options)
+        sampler = make_sampler(options, self.n_vocab)
+        return self._generate(ids, options, sampler.choose, self.logits_processors(options))
 
-    def _generate(self, ids: list[int], options: SamplingOptions) -> Iterator[Chunk]:
-        tok = self.tokenizer
+    def logits_processors(self, options: SamplingOptions) -> list[LogitsProcessor]:
+        """The logits processors of one generation call: logit bias and penalties, in that order.
+
+        Raises:
+            ValueError: a ``logit_bias`` token id is outside the vocabulary.
+        """
+        return make_logits_processors(options, self.n_vocab)
+
+    def _generate(
+        self,
+        ids: list[int],
+        options: SamplingOptions,
+        sampler: Callable[[np.ndarray], int],
+        processors: list[LogitsProcessor],
+    ) -> Iterator[Chunk]:
         with self._lock:
             t0 = time.perf_counter()
-            logits, reused = self._prefill(ids)
-            t1 = time.perf_counter()
-            sampler = make_sampler(options, self.n_vocab)
-            detok = tok.stream(at_start=False)
-            stops = StopMatcher(options.stop)
+            reused = self._reuse_cache(ids)
             room = self.n_ctx - len(ids)
             max_tokens = room if options.max_tokens is None else min(options.max_tokens, room)
-            history = list(ids)
-            generated: list[int] = []
-            pending: list[int] = []
-            finish = "length"
-            tail = ""
-            while len(generated) < max_tokens:
-                token = sampler.sample(logits, history)
-                if tok.is_eog(token):
-                    finish = "stop"
+            steps = StepGenerator(ids, self._evaluate, sampler, processors, max_tokens=max_tokens, n_cached=reused)
+            steps.prefill()
+            t1 = time.perf_counter()
+            n_generated = 0
+            for chunk in text_chunks(steps, self.tokenizer, options.stop):
+                n_generated += len(chunk.token_ids)
+                if chunk.finish_reason is not None:
                     break
-                generated.append(token)
-                history.append(token)
-                pending.append(token)
-                text, stopped = stops.push(detok.feed(token))
-                if stopped:
-                    finish, tail = "stop", text
-                    break
-                if text:
-                    yield Chunk(text, tuple(pending))
-                    pending = []
-                if len(generated) < max_tokens:
-                    logits = self._run([token], self._cache, all_logits=False)
-            if not stops.stopped:  # an incomplete UTF-8 tail, then what was held back for stop strings
-                tail, stopped = stops.push(detok.flush())
-                finish = "stop" if stopped else finish
-                tail += stops.flush()
+                yield chunk
             t2 = time.perf_counter()
-        usage = Usage(len(ids), len(generated), reused)
-        timings = Timings(t1 - t0, len(ids) - reused, t2 - t1, len(generated))
-        yield Chunk(tail, tuple(pending), finish, usage, timings)
+        usage = Usage(len(ids), n_generated, reused)
+        timings = Timings(t1 - t0, len(ids) - reused, t2 - t1, n_generated)
+        yield dataclasses.replace(chunk, usage=usage, timings=timings)
 
     def complete(self, prompt: Prompt, **sampling: Any) -> Completion:
         """Generate from a raw prompt and return the whole result (same text as :meth:`stream` joined).

@@ -17,6 +17,9 @@ pre-filled its window with token id 0), newlines are penalised like any token (`
 are reproducible here but not identical to llama.cpp's.
 
 :func:`make_sampler` composes the chain from :class:`~airoboros_ggml.generation.options.SamplingOptions`.
+Logit bias and penalties are logits processors (:mod:`.processors`): :meth:`Sampler.sample` applies them and
+then the chain; generation applies its own list of processors and calls :meth:`Sampler.choose` for the chain
+alone.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .options import SamplingOptions
+from .processors import LogitsProcessor, apply_logit_bias, apply_penalties, make_logits_processors
 
 __all__ = [
     "Candidates",
@@ -77,58 +81,6 @@ class Candidates(NamedTuple):
     def take(self, index: np.ndarray | slice, is_sorted: bool) -> Candidates:
         """Select entries by an index array or slice."""
         return Candidates(self.ids[index], self.logits[index], is_sorted)
-
-
-# --- whole-vocabulary steps ------------------------------------------------------------------------
-
-
-def apply_logit_bias(logits: np.ndarray, ids: np.ndarray, biases: np.ndarray) -> np.ndarray:
-    """Add ``biases`` to ``logits[ids]`` in place and return ``logits``.
-
-    Args:
-        logits: float32 (n_vocab,), modified in place.
-        ids: int64 (n_bias,) distinct token ids.
-        biases: float32 (n_bias,) values to add (``-inf`` bans a token).
-    """
-    if ids.size:
-        logits[ids] += biases
-    return logits
-
-
-def apply_penalties(
-    logits: np.ndarray,
-    last_tokens: np.ndarray,
-    repeat_penalty: float,
-    frequency_penalty: float,
-    presence_penalty: float,
-) -> np.ndarray:
-    """Penalise tokens seen in ``last_tokens``, in place, as llama.cpp's 2023 samplers do.
-
-    ``llama_sample_repetition_penalty``: a seen token's logit is divided by ``repeat_penalty`` when it is
-    positive and multiplied by it otherwise. ``llama_sample_frequency_and_presence_penalties``: then
-    ``logit -= count * frequency_penalty + presence_penalty`` where ``count`` is its number of occurrences.
-
-    Args:
-        logits: float32 (n_vocab,), modified in place.
-        last_tokens: int (n_last,) the penalty window, oldest first.
-        repeat_penalty: 1 disables.
-        frequency_penalty: 0 disables.
-        presence_penalty: 0 disables.
-
-    Returns:
-        ``logits``.
-    """
-    if last_tokens.size == 0:
-        return logits
-    seen, counts = np.unique(last_tokens, return_counts=True)  # int64 (n_seen,), int64 (n_seen,)
-    if repeat_penalty != 1.0:
-        vals = logits[seen]  # float32 (n_seen,)
-        penalty = np.float32(repeat_penalty)
-        logits[seen] = np.where(vals <= 0, vals * penalty, vals / penalty)
-    if frequency_penalty != 0.0 or presence_penalty != 0.0:
-        delta = counts * frequency_penalty + presence_penalty  # float64 (n_seen,)
-        logits[seen] -= delta.astype(np.float32)
-    return logits
 
 
 # --- candidate steps -------------------------------------------------------------------------------
@@ -363,26 +315,14 @@ class Sampler:
     def __init__(self, options: SamplingOptions, n_vocab: int):
         self.options = options
         self.n_vocab = n_vocab
-        bad = [t for t in options.logit_bias if t >= n_vocab]
-        if bad:
-            raise ValueError(
-                f"logit_bias: token id {bad[0]} is out of range for a vocabulary of {n_vocab} tokens"
-            )
-        self._bias_ids = np.fromiter(options.logit_bias.keys(), dtype=np.int64)  # int64 (n_bias,)
-        self._bias_vals = np.fromiter(options.logit_bias.values(), dtype=np.float32)  # float32 (n_bias,)
+        self.logits_processors: list[LogitsProcessor] = make_logits_processors(options, n_vocab)
+        """Logit bias and penalties from ``options``, applied by :meth:`sample` before the chain."""
         self._all_ids = np.arange(n_vocab, dtype=np.int64)  # int64 (n_vocab,)
         self.rng = np.random.default_rng(options.seed)
         self.mu = 2.0 * options.mirostat_tau
 
-    def _penalty_window(self, history: Sequence[int]) -> np.ndarray:
-        n = self.options.repeat_last_n
-        if n == 0 or len(history) == 0:
-            return np.empty(0, dtype=np.int64)
-        window = history if n < 0 else history[-n:]
-        return np.asarray(window, dtype=np.int64)  # int64 (n_last,)
-
     def sample(self, logits: np.ndarray, history: Sequence[int] = ()) -> int:
-        """Pick the next token.
+        """Pick the next token: logit bias and penalties, then the chain (:meth:`choose`).
 
         Args:
             logits: float32 (n_vocab,) the model's output for the last position (not modified).
@@ -392,17 +332,26 @@ class Sampler:
         Returns:
             The chosen token id.
         """
-        o = self.options
         if logits.shape != (self.n_vocab,):
             raise ValueError(f"expected logits of shape ({self.n_vocab},), got {logits.shape}")
         x = np.array(logits, dtype=np.float32)  # float32 (n_vocab,) private copy
-        apply_logit_bias(x, self._bias_ids, self._bias_vals)
-        apply_penalties(
-            x, self._penalty_window(history), o.repeat_penalty, o.frequency_penalty, o.presence_penalty
-        )
+        for processor in self.logits_processors:
+            x = processor(history, x)
+        return self.choose(x)
+
+    def choose(self, logits: np.ndarray) -> int:
+        """The chain alone, on already processed logits: argmax at temperature <= 0, else truncate and draw.
+
+        Args:
+            logits: float32 (n_vocab,) (not modified).
+
+        Returns:
+            The chosen token id.
+        """
+        o = self.options
         if o.temperature <= 0.0:
-            return int(np.argmax(x))
-        c = Candidates.from_logits(x, self._all_ids)
+            return int(np.argmax(logits))
+        c = Candidates.from_logits(logits, self._all_ids)
         if o.mirostat == 1:
             token, self.mu = mirostat_v1(temperature(c, o.temperature), o.mirostat_tau, o.mirostat_eta,
                                          self.mu, self.rng)

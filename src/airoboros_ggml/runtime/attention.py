@@ -1,0 +1,73 @@
+"""Causal self-attention of a batch over the KV cache, one sequence span at a time.
+
+A one-token span (decoding) runs :func:`.decode_attention.attend_one` straight on the cache's storage; a
+longer span (a prompt chunk) converts the span's keys/values to float32 once and runs numpy products with
+a causal mask, one KV head at a time (that keeps the ``(group * n_tok, n_keys)`` scores small). Queries see
+only keys of their own sequence (each span reads its own slot).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .decode_attention import attend_one
+from .kv_cache import KVBatch, KVCache, KVSpan
+
+
+def attend(q: np.ndarray, cache: KVCache, layer: int, batch: KVBatch) -> np.ndarray:
+    """Attention of every query of ``batch`` over its own sequence's cached keys (already updated).
+
+    Args:
+        q: float32 (n_tok, n_head, head_dim) queries after RoPE, rows as in the batch.
+        cache: the cache holding this layer's keys and values for the batch's positions.
+        layer: layer index.
+        batch: where the rows sit in the cache.
+
+    Returns:
+        float32 (n_tok, n_head * head_dim).
+    """
+    if len(batch.spans) == 1:
+        return _attend_span(q, cache, layer, batch.spans[0])
+    n_tok, n_head, hd = q.shape
+    out = np.empty((n_tok, n_head * hd), dtype=np.float32)  # float32 (n_tok, n_head * hd)
+    for span in batch.spans:
+        out[span.rows] = _attend_span(q[span.rows], cache, layer, span)
+    return out
+
+
+def _attend_span(q: np.ndarray, cache: KVCache, layer: int, span: KVSpan) -> np.ndarray:
+    """Attention of one span: q float32 (n_tok, n_head, hd) -> float32 (n_tok, n_head * hd)."""
+    n_tok, n_head, hd = q.shape
+    keys, values = cache.raw(layer, span.seq)  # (n_kv, n_ctx, hd) storage
+    n_kv = keys.shape[0]
+    group = n_head // n_kv
+    end = span.end
+    # queries grouped by the KV head they share: (n_kv, group * n_tok, hd)
+    qg = q.reshape(n_tok, n_kv, group, hd).transpose(1, 2, 0, 3).reshape(n_kv, group * n_tok, hd)
+    if n_tok == 1:  # straight from the cache, no float32 copy of it
+        out = np.empty((n_kv, group, hd), dtype=np.float32)  # float32 (n_kv, group, hd)
+        attend_one(np.ascontiguousarray(qg), keys, values, end, out)
+    else:  # one KV head at a time keeps the (group * n_tok, n_keys) scores small
+        keys = cache.keys(layer, span.seq, end)  # float32 (n_kv, n_keys, hd)
+        values = cache.values(layer, span.seq, end)  # float32 (n_kv, n_keys, hd)
+        mask = np.arange(end)[None, :] > (span.start + np.arange(n_tok))[:, None]  # bool (n_tok, n_keys)
+        mask = np.broadcast_to(mask, (group, n_tok, end)).reshape(group * n_tok, end)
+        out = np.stack([softmax_attention(qg[h], keys[h], values[h], hd, mask) for h in range(n_kv)])
+    return out.reshape(n_kv, group, n_tok, hd).transpose(2, 0, 1, 3).reshape(n_tok, n_head * hd)
+
+
+def softmax_attention(
+    q: np.ndarray, keys: np.ndarray, values: np.ndarray, hd: int, mask: np.ndarray | None
+) -> np.ndarray:
+    """Softmax attention: q (..., n_q, hd), keys/values (..., n_keys, hd) -> (..., n_q, hd).
+
+    ``mask`` bool (n_q, n_keys) is True where a query may not see a key (causal mask).
+    """
+    scores = np.matmul(q, np.swapaxes(keys, -1, -2))  # float32 (..., n_q, n_keys)
+    scores *= np.float32(1.0 / np.sqrt(hd))
+    if mask is not None:
+        scores[..., mask] = -np.inf
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return np.matmul(scores, values)
