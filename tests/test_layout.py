@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "hparams": 0,
     "vocab": 0,
     "default_model": 0,
+    "progress": 0,
     "formats": 1,
     "quants": 2,
     "tokenizer": 3,
@@ -34,7 +35,7 @@ LAYERS: dict[str, int] = {
     "generation": 4,
     "constrain": 4,
     "model": 5,
-    "__init__": 5,  # the public facade re-exports the model layer and everything below it
+    "__init__": 6,  # the public facade re-exports the model layer, everything below it, and the tools' functions
     "tools": 6,
     "serve": 6,
     "cli": 7,

@@ -29,3 +29,21 @@ class GrammarError(ValueError):
     Raised before any token is evaluated; the message names the problem (for grammars and schemas, the
     grammar engine's own message). The model stays usable.
     """
+
+
+class ConversionError(ValueError):
+    """A model cannot be converted or quantized as asked: the target format or type cannot hold it.
+
+    The message says what does not fit and what to do instead.
+    """
+
+
+class OutputFileError(OSError):
+    """An output file cannot be written (read-only directory, disk full, ...); nothing was left behind."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+class DownloadError(RuntimeError):
+    """A model file cannot be fetched from the Hugging Face Hub (extra not installed, offline, not found)."""

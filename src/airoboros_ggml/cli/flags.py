@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ..runtime.options import LoadOptions
+from ..tools.hub import resolve_model
 
 # flag -> (LoadOptions field, type, help, short spellings); every command that loads a model takes all of them
 LOAD_FLAGS: dict[str, tuple[str, type, str, tuple[str, ...]]] = {
@@ -37,8 +38,33 @@ def add_flag(p: argparse.ArgumentParser, flag: str, dest: str, kind: type, help_
 
 
 def add_model_flag(p: argparse.ArgumentParser) -> None:
-    """``-m/--model``: the model file, or ``smollm2`` for the offline default model."""
-    p.add_argument("-m", "--model", required=True, help="model file (.bin GGML v3 or .gguf), or 'smollm2'")
+    """``-m/--model`` (a file, ``smollm2``, or ``hf://OWNER/REPO/FILE``) and llama.cpp's ``--hf-repo/--hf-file``."""
+    p.add_argument("-m", "--model", default=None,
+                   help="model file (.bin GGML v3 or .gguf), 'smollm2', or hf://OWNER/REPO/FILE (Hugging Face Hub)")
+    add_flag(p, "--hf-repo", "hf_repo", str, "Hugging Face repository OWNER/REPO holding the model (with --hf-file)")
+    add_flag(p, "--hf-file", "hf_file", str, "file in --hf-repo")
+
+
+def add_output_flags(p: argparse.ArgumentParser) -> None:
+    """``--json`` (a machine-readable result on stdout) and ``-q/--quiet`` (no progress bar, no running output)."""
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or progress messages")
+
+
+def resolve_model_arg(args: argparse.Namespace) -> None:
+    """Turn ``args.model`` (or ``--hf-repo/--hf-file``) into a local path: Hub files come from the cache.
+
+    Raises:
+        UsageError: no model given.
+        DownloadError: a Hub file cannot be had.
+    """
+    if not hasattr(args, "model"):
+        return
+    hf_repo, hf_file = getattr(args, "hf_repo", None), getattr(args, "hf_file", None)
+    if args.model is None and not (hf_repo or hf_file):
+        raise UsageError("no model: pass -m FILE (or 'smollm2', or hf://OWNER/REPO/FILE, or --hf-repo/--hf-file)")
+    quiet = getattr(args, "quiet", False)
+    args.model = resolve_model(args.model or "", hf_repo=hf_repo, hf_file=hf_file, progress=False if quiet else None)
 
 
 def add_load_flags(p: argparse.ArgumentParser, **help_overrides: str) -> None:

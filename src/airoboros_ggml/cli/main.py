@@ -9,11 +9,21 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from ..errors import ContextOverflowError, GrammarError, ModelFormatError
+from ..errors import (
+    ContextOverflowError,
+    ConversionError,
+    DownloadError,
+    GrammarError,
+    ModelFormatError,
+    OutputFileError,
+)
 from ..generation.options import format_validation_error
 from .bench import add_bench_parser
-from .flags import UsageError
+from .convert import add_convert_parser
+from .flags import UsageError, resolve_model_arg
 from .info import add_info_parser
+from .perplexity import add_perplexity_parser
+from .quantize import add_quantize_parser
 from .run import add_run_parsers
 from .serve import add_serve_parser
 from .tokenize import add_tokenize_parser
@@ -29,7 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_info_parser, add_tokenize_parser, add_run_parsers, add_bench_parser, add_serve_parser):
+    for add in (
+        add_info_parser,
+        add_tokenize_parser,
+        add_run_parsers,
+        add_bench_parser,
+        add_serve_parser,
+        add_convert_parser,
+        add_quantize_parser,
+        add_perplexity_parser,
+    ):
         add(sub)
     return parser
 
@@ -39,16 +58,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
+        resolve_model_arg(args)
         return int(args.func(args) or 0)
     except ValidationError as e:
         print("airoboros-ggml: invalid option\n" + format_validation_error(e), file=sys.stderr)
         return 2
-    except (UsageError, ModelFormatError, ContextOverflowError, GrammarError) as e:
+    except (
+        UsageError,
+        ModelFormatError,
+        ContextOverflowError,
+        GrammarError,
+        ConversionError,
+        OutputFileError,
+        DownloadError,
+    ) as e:
         print(f"airoboros-ggml: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -3,9 +3,10 @@
 from .model_file import ModelFile, TensorInfo
 from .reader import open_model_file, read_vocab
 from .tensor_names import ggml_to_gguf, gguf_to_ggml
-from .writer import RawTensor, write_ggml, write_gguf
+from .writer import LazyTensor, RawTensor, write_ggml, write_gguf
 
 __all__ = [
+    "LazyTensor",
     "ModelFile",
     "RawTensor",
     "TensorInfo",

@@ -1,15 +1,18 @@
-"""Writers for GGJT v3 and GGUF v2/v3 Llama files (used by tests and benchmarks to build models).
+"""Writers for GGJT v3 and GGUF v2/v3 Llama files (for tests, benchmarks, convert and quantize).
 
 Tensor names are given in the GGUF convention (``blk.0.attn_q.weight``); the GGML v3 writer renames them
-to the original names (``layers.0.attention.wq.weight``). Shapes are numpy order (rows first).
+to the original names (``layers.0.attention.wq.weight``). Shapes are numpy order (rows first). Tensor values
+are :class:`RawTensor`, float arrays, or :class:`LazyTensor` (data produced only when it is written, so a
+quantizer can run one tensor at a time while the file is written). The output is a path or a binary stream.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -57,9 +60,34 @@ class RawTensor:
         return data
 
 
-def as_raw_tensor(value: RawTensor | np.ndarray) -> RawTensor:
-    """Wrap a float array as an F32 :class:`RawTensor`."""
-    if isinstance(value, RawTensor):
+@dataclasses.dataclass(frozen=True)
+class LazyTensor:
+    """A tensor whose header is known now and whose data is produced when the writer reaches it.
+
+    ``produce()`` returns what :attr:`RawTensor.data` would hold; it is called once, while writing.
+    """
+
+    ggml_type: GGMLType
+    shape: tuple[int, ...]
+    produce: Callable[[], np.ndarray]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this tensor takes in a file."""
+        return RawTensor(self.ggml_type, self.shape, np.empty(0, np.uint8)).nbytes
+
+    def encoded(self) -> np.ndarray:
+        """uint8 (nbytes,): produce the data and encode it as :meth:`RawTensor.encoded` does."""
+        return RawTensor(self.ggml_type, self.shape, self.produce()).encoded()
+
+
+TensorValue = RawTensor | LazyTensor | np.ndarray
+"""What the writers accept for one tensor."""
+
+
+def as_raw_tensor(value: TensorValue) -> RawTensor | LazyTensor:
+    """Wrap a float array as an F32 :class:`RawTensor` (tensors pass through)."""
+    if isinstance(value, (RawTensor, LazyTensor)):
         return value
     arr = np.asarray(value, dtype=np.float32)
     return RawTensor(GGMLType.F32, arr.shape, arr)
@@ -68,22 +96,35 @@ def as_raw_tensor(value: RawTensor | np.ndarray) -> RawTensor:
 # --- GGML v3 ------------------------------------------------------------------------------------------
 
 
+Output = str | os.PathLike | BinaryIO
+"""A file path, or a binary stream positioned at its start (``tell()`` must count from 0)."""
+
+
+@contextlib.contextmanager
+def _opened(output: Output) -> Iterator[BinaryIO]:
+    if hasattr(output, "write"):
+        yield output  # type: ignore[misc]
+        return
+    with open(output, "wb") as f:  # type: ignore[arg-type]
+        yield f
+
+
 def write_ggml(
-    path: str | os.PathLike,
+    path: Output,
     hparams: HParams,
     vocab: Vocab,
-    tensors: Mapping[str, RawTensor | np.ndarray],
+    tensors: Mapping[str, TensorValue],
     *,
     n_mult: int = 256,
-) -> Path:
+) -> Output:
     """Write a GGJT v3 file; vocab pieces are encoded as the 2023 converter did.
 
     Only ``n_vocab, n_embd, n_mult, n_head, n_layer, n_rot, ftype`` are stored: the format has no room
     for the other hyperparameters.
     """
-    path = Path(path)
+    path = path if hasattr(path, "write") else Path(path)  # type: ignore[arg-type]
     pieces = to_piece_encoding(vocab, "ggml-v3")
-    with open(path, "wb") as f:
+    with _opened(path) as f:
         hp = hparams
         f.write(struct.pack("<9I", GGJT_MAGIC, 3, hp.n_vocab, hp.n_embd, n_mult, hp.n_head, hp.n_layer, hp.n_rot,
                             int(hp.ftype)))
@@ -97,7 +138,7 @@ def write_ggml(
             f.write(struct.pack(f"<3I{len(ne)}I", len(ne), len(file_name), int(tensor.ggml_type), *ne))
             f.write(file_name)
             _pad(f, GGJT_ALIGNMENT)
-            f.write(data.tobytes())
+            f.write(data)  # type: ignore[arg-type]
     return path
 
 
@@ -200,19 +241,19 @@ def _gguf_value(value: Any) -> tuple[ValueType, bytes]:
 
 
 def write_gguf(
-    path: str | os.PathLike,
+    path: Output,
     hparams: HParams,
     vocab: Vocab,
-    tensors: Mapping[str, RawTensor | np.ndarray],
+    tensors: Mapping[str, TensorValue],
     *,
     metadata: Mapping[str, Any] | None = None,
     alignment: int = DEFAULT_ALIGNMENT,
     version: int = 3,
-) -> Path:
+) -> Output:
     """Write a GGUF file (``version`` 2 or 3) for a Llama model.
 
     Args:
-        path: Output file.
+        path: Output file or binary stream.
         hparams: Hyperparameters, stored as ``llama.*`` keys.
         vocab: Vocabulary, stored as ``tokenizer.ggml.*`` keys (GGML v3-encoded pieces are converted).
         tensors: GGUF tensor name -> data.
@@ -224,7 +265,7 @@ def write_gguf(
         raise ValueError("GGUF version must be 2 or 3")
     if alignment < 1 or alignment & (alignment - 1):
         raise ValueError(f"GGUF alignment must be a power of two (readers refuse others), got {alignment}")
-    path = Path(path)
+    path = path if hasattr(path, "write") else Path(path)  # type: ignore[arg-type]
     meta = gguf_metadata(hparams, vocab)
     if alignment != DEFAULT_ALIGNMENT:
         meta["general.alignment"] = (ValueType.UINT32, alignment)
@@ -233,7 +274,7 @@ def write_gguf(
     # time, so a lazy Mapping (e.g. the benchmarks' 4 GB model) never has to be in memory at once
     raws = ((name, as_raw_tensor(value)) for name, value in tensors.items())  # one at a time
     infos = [(name, raw.ggml_type, raw.shape, raw.nbytes) for name, raw in raws]
-    with open(path, "wb") as f:
+    with _opened(path) as f:
         f.write(GGUF_MAGIC + struct.pack("<IQQ", version, len(infos), len(meta)))
         for key, value in meta.items():
             vtype, body = _gguf_value(value)
@@ -245,6 +286,6 @@ def write_gguf(
             offset += nbytes + (-nbytes) % alignment
         _pad(f, alignment)
         for name, *_ in infos:
-            f.write(as_raw_tensor(tensors[name]).encoded().tobytes())
+            f.write(as_raw_tensor(tensors[name]).encoded())  # type: ignore[arg-type]
             _pad(f, alignment)
     return path

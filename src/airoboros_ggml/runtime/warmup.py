@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from ..ggml_types import LAYOUTS, GGMLType
+from ..progress import progress_bar
 from ..quants import prepare_weight
 from .weights import LlamaWeights
 
@@ -41,12 +42,15 @@ def warm_up(types: set[GGMLType], n_in: int = 256) -> None:
              ", ".join(t.name for t in todo))
     start = time.perf_counter()
     x = np.ones((3, n_in), dtype=np.float32)  # float32 (3, n_in)
-    for t in todo:
-        raw = np.zeros((4, LAYOUTS[t].row_bytes(n_in)), dtype=np.uint8)  # uint8 (4, row_bytes)
-        w = prepare_weight(raw, t, n_in)
-        w.matvec(x[0])
-        prepare_weight(raw, t, n_in, quantized_activations=True).matvec(x[0])
-        w.matmul(x)
-        w.get_rows(np.array([0, 3]))
-        _warm.add(t)
+    with progress_bar(len(todo), "kernels", unit="type") as bar:
+        for t in todo:
+            bar.set_postfix_str(t.name)
+            raw = np.zeros((4, LAYOUTS[t].row_bytes(n_in)), dtype=np.uint8)  # uint8 (4, row_bytes)
+            w = prepare_weight(raw, t, n_in)
+            w.matvec(x[0])
+            prepare_weight(raw, t, n_in, quantized_activations=True).matvec(x[0])
+            w.matmul(x)
+            w.get_rows(np.array([0, 3]))
+            _warm.add(t)
+            bar.update(1)
     log.info("kernels ready in %.1f s", time.perf_counter() - start)

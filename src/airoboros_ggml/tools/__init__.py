@@ -1,1 +1,1 @@
-"""Model tools: benchmarking, model-file reports and synthetic test models (library functions)."""
+"""Model tools: convert, quantize, perplexity, Hub download, benchmarking, file reports, synthetic test models."""
