@@ -80,6 +80,35 @@ def test_run_rejects_bad_options(tiny_bin, capsys, flags, needle):
     assert needle in capsys.readouterr().err
 
 
+def test_run_constrained_by_grammar_and_schema(tiny_bin, capsys, tmp_path):
+    grammar = tmp_path / "yes.gbnf"
+    grammar.write_text('root ::= "yes" | "no"')
+    base = ["run", "-m", str(tiny_bin), "-p", "ok?", "-n", "8", "-c", "512", "--seed", "1"]
+    assert main([*base, "--grammar-file", str(grammar)]) == 0
+    assert capsys.readouterr().out.strip() in ("yes", "no")
+    assert main([*base, "--grammar", 'root ::= [a-c]{3}']) == 0
+    out = capsys.readouterr().out.strip()
+    assert len(out) == 3 and set(out) <= set("abc")
+    assert main([*base, "-j", '{"enum": [1, 2]}']) == 0
+    assert capsys.readouterr().out.strip() in ("1", "2")
+
+
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        (["--grammar", 'root ::= "a" missing'], "missing"),
+        (["-j", "{nope"], "not valid JSON"),
+        (["-j", '{"type": "objekt"}'], "Invalid type"),
+        (["--grammar", "root ::= 'a'", "--grammar-file", "x.gbnf"], "either --grammar or --grammar-file"),
+        (["--grammar", 'root ::= "a"', "-j", "{}"], "at most one"),
+    ],
+)
+def test_run_rejects_bad_constraints_before_loading(tmp_path, capsys, flags, needle):
+    assert main(["run", "-m", str(tmp_path / "never-loaded.bin"), "-p", "x", *flags]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
 def test_run_with_missing_model(tmp_path, capsys):
     assert main(["run", "-m", str(tmp_path / "nope.bin"), "-p", "x"]) == 2
     assert "no such file" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from airoboros_ggml.runtime.attention import softmax_attention as _attend
-from airoboros_ggml.runtime.decode_attention import attend_one
+from airoboros_ggml.runtime.decode_attention import attend_one, attend_one_per_sequence
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
@@ -37,3 +37,22 @@ def test_attend_one_refuses_other_cache_types():
     q = np.zeros((1, 1, 8), np.float32)
     with pytest.raises(numba.core.errors.TypingError):
         attend_one(q, np.zeros((1, 4, 8), np.float64), np.zeros((1, 4, 8), np.float64), 4, np.empty_like(q))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=["f16", "f32"])
+def test_attend_one_per_sequence_equals_attend_one_for_each(dtype):
+    rng = np.random.default_rng(5)
+    n_seq, n_layer, n_kv, group, n_ctx, hd = 4, 2, 3, 3, 40, 64
+    keys = rng.standard_normal((n_seq, n_layer, n_kv, n_ctx, hd)).astype(dtype)
+    values = rng.standard_normal((n_seq, n_layer, n_kv, n_ctx, hd)).astype(dtype)
+    k_in = keys.view(np.uint16) if dtype == np.float16 else keys
+    v_in = values.view(np.uint16) if dtype == np.float16 else values
+    seqs = np.array([2, 0, 3], dtype=np.int64)  # int64 (3,): any slots, in any order
+    ends = np.array([5, 40, 1], dtype=np.int64)  # int64 (3,)
+    q = rng.standard_normal((3, n_kv, group, hd)).astype(np.float32)  # float32 (3, n_kv, group, hd)
+    out = np.empty_like(q)
+    attend_one_per_sequence(q, k_in, v_in, 1, seqs, ends, out)
+    for i in range(3):
+        alone = np.empty_like(q[i])
+        attend_one(q[i], k_in[seqs[i], 1], v_in[seqs[i], 1], ends[i], alone)
+        np.testing.assert_array_equal(out[i], alone)  # the same arithmetic, bit for bit

@@ -252,3 +252,11 @@ def test_tensor_names_map_both_ways():
     assert "layers.1.feed_forward.w2.weight" in ggml and "tok_embeddings.weight" in ggml and "norm.weight" in ggml
     assert [ggml_to_gguf(n) for n in ggml] == names
     assert gguf_to_ggml("rope_freqs.weight") == ggml_to_gguf("rope_freqs.weight") == "rope_freqs.weight"
+
+
+@pytest.mark.parametrize("alignment", [0, 3, 48, -32])
+def test_gguf_writer_refuses_alignments_readers_refuse(tmp_path, alignment):
+    hp = tiny_hparams()
+    with pytest.raises(ValueError, match="power of two"):
+        write_gguf(tmp_path / "m.gguf", hp, tiny_vocab(hp.n_vocab), {}, alignment=alignment)
+    assert not (tmp_path / "m.gguf").exists()

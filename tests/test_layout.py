@@ -24,7 +24,6 @@ LAYERS: dict[str, int] = {
     # the shared base: exceptions, per-type size tables, hyperparameters, vocabulary, the default model's path
     "errors": 0,
     "ggml_types": 0,
-    "quant_mix": 0,
     "hparams": 0,
     "vocab": 0,
     "default_model": 0,

@@ -175,6 +175,24 @@ def test_load_shared_keys_on_the_seed_and_prompt_format_too(tiny_path):
     assert ag.load_shared(tiny_path, n_ctx=128, seed=7) is not a
 
 
+def test_adapter_fields_name_a_model_that_shared_model_makes(tiny_path, tiny):
+    from pydantic import ConfigDict, create_model
+
+    from airoboros_ggml.model import adapter_fields, shared_model
+
+    Fields = create_model("Fields", __config__=ConfigDict(arbitrary_types_allowed=True), **adapter_fields())
+    assert {"model_path", "model", "prompt_format", "n_ctx", "kv_type"} <= set(Fields.model_fields)
+    values = Fields(model_path=str(tiny_path), n_ctx=128, prompt_format="chatml").model_dump()
+    assert "model" not in values and values["n_batch"] is None
+    loaded = shared_model(**values)
+    assert loaded is ag.load_shared(tiny_path, n_ctx=128, prompt_format="chatml")
+    assert shared_model(**Fields(model=tiny).model_dump(), model=tiny) is tiny
+    with pytest.raises(ValueError, match="n_ctx"):
+        shared_model(tiny, n_ctx=128)
+    with pytest.raises(ValueError, match="model_path"):
+        shared_model(None, None, n_ctx=128)
+
+
 def test_load_shared_errors_name_the_file(tmp_path):
     missing = tmp_path / "missing.bin"
     with pytest.raises(ModelFormatError, match="missing.bin"):

@@ -6,9 +6,9 @@ import math
 import os
 
 import pytest
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
 
-from airoboros_ggml.generation.options import SamplingOptions, format_validation_error
+from airoboros_ggml.generation.options import SamplingOptions, format_validation_error, optional_fields
 from airoboros_ggml.generation.templates import DEFAULT_PROMPT_FORMAT
 from airoboros_ggml.runtime.options import LoadOptions, physical_cores
 
@@ -110,3 +110,16 @@ def test_every_field_has_a_docstring():
     for cls in (LoadOptions, SamplingOptions):
         for name, info in cls.model_fields.items():
             assert info.description, f"{cls.__name__}.{name} has no attribute docstring"
+
+
+def test_optional_fields_mirror_the_options_with_none_defaults():
+    fields = optional_fields(SamplingOptions, exclude={"seed"})
+    assert set(fields) == set(SamplingOptions.model_fields) - {"seed"}
+    Mirror = create_model("Mirror", **fields)
+    mirror = Mirror(top_k=5)
+    assert mirror.top_k == 5 and mirror.temperature is None and mirror.stop is None
+    assert Mirror.model_fields["top_k"].description == SamplingOptions.model_fields["top_k"].description
+    with pytest.raises(ValidationError):
+        Mirror(top_k="many")
+    set_values = {name: value for name, value in mirror.model_dump().items() if value is not None}
+    assert SamplingOptions(**set_values).top_k == 5

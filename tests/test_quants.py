@@ -11,23 +11,17 @@ from gguf import quants as gq
 from airoboros_ggml.ggml_types import GGMLType
 from airoboros_ggml.quants import TYPE_TRAITS, dequantize, matmul, matvec, prepare_weight, quantize
 from airoboros_ggml.quants.fp16 import f32_to_f16_bits
-from airoboros_ggml.quants.reference import DEQUANTIZE_BLOCKS, matmul_ref
+from airoboros_ggml.quants.reference import matmul_ref
 
 WEIGHT_TYPES = [t for t, tr in TYPE_TRAITS.items() if tr.is_weight]
 QUANT_TYPES = [t for t in WEIGHT_TYPES if TYPE_TRAITS[t].block_size > 1]
-LEGACY = [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0]
-K_TYPES = [GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K]
+LEGACY = [t for t in QUANT_TYPES if TYPE_TRAITS[t].block_size == 32]
+K_TYPES = [t for t in QUANT_TYPES if TYPE_TRAITS[t].block_size == 256]
 # RMSE / RMS of llama.cpp's reference quantizer on Gaussian data (issue 3); ours must be within 5%.
 TARGET_RMSE = {
     GGMLType.Q2_K: 0.296, GGMLType.Q3_K: 0.151, GGMLType.Q4_0: 0.086, GGMLType.Q4_1: 0.078,
     GGMLType.Q4_K: 0.071, GGMLType.Q5_0: 0.043, GGMLType.Q5_1: 0.038, GGMLType.Q5_K: 0.036,
     GGMLType.Q6_K: 0.0178, GGMLType.Q8_0: 0.0054,
-}
-# offsets of the f16 scale fields in each block
-F16_FIELDS = {
-    GGMLType.Q4_0: [0], GGMLType.Q4_1: [0, 2], GGMLType.Q5_0: [0], GGMLType.Q5_1: [0, 2], GGMLType.Q8_0: [0],
-    GGMLType.Q2_K: [80, 82], GGMLType.Q3_K: [108], GGMLType.Q4_K: [0, 2], GGMLType.Q5_K: [0, 2],
-    GGMLType.Q6_K: [208],
 }
 
 
@@ -38,7 +32,7 @@ def random_blocks(t: GGMLType, n_blocks: int, rng: np.random.Generator) -> np.nd
         vals = (rng.standard_normal(n_blocks) * 10.0 ** rng.integers(-6, 4, n_blocks)).astype(np.float32)
         return (vals if t == GGMLType.F32 else vals.astype(np.float16)).view(np.uint8).reshape(n_blocks, -1)
     b = rng.integers(0, 256, (n_blocks, tr.type_size), dtype=np.uint8)
-    for off in F16_FIELDS[t]:
+    for off in tr.f16_offsets:
         h = rng.integers(0, 0x7C00, n_blocks).astype(np.uint16)  # finite positive halves incl. subnormals
         h |= (rng.integers(0, 2, n_blocks) << 15).astype(np.uint16)
         h[::17] = 0x7BFF  # max finite
@@ -63,7 +57,7 @@ def test_dequantize_bit_exact_vs_gguf(t: GGMLType) -> None:
     with np.errstate(all="ignore"):
         ref = gguf_dequant(blocks.reshape(shape[0], -1), t).reshape(shape)
         ours = dequantize(blocks, t, shape)
-        numpy_ref = DEQUANTIZE_BLOCKS[t](blocks).reshape(shape)
+        numpy_ref = tr.dequantize_ref(blocks).reshape(shape)
     assert ours.dtype == np.float32 and ours.shape == shape
     bad = np.flatnonzero((ours.view(np.uint32) != ref.view(np.uint32)).any(axis=1))
     assert bad.size == 0, f"{t.name}: {bad.size} rows differ from gguf, first {bad[:5]}"

@@ -17,7 +17,7 @@ from airoboros_ggml.quants.simd import HAVE_AVX2
 from airoboros_ggml.quants.weight import INT_KERNELS, INT_MATMUL_MAX_TOKENS
 
 needs_avx2 = pytest.mark.skipif(not HAVE_AVX2, reason="integer kernels need an AVX2 CPU (float32 kernels used)")
-INT_TYPES = [GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K]
+INT_TYPES = [t for t, tr in TYPE_TRAITS.items() if tr.activation == GGMLType.Q8_K]
 
 
 def _activations(rng: np.random.Generator, n_tok: int, n_in: int) -> np.ndarray:
@@ -52,13 +52,7 @@ def _weights(t: GGMLType, n_out: int, n_in: int, rng: np.random.Generator) -> np
     w *= (10.0 ** rng.uniform(-3, 2, (n_out, 1))).astype(np.float32)
     raw = quantize(w, t)  # uint8 (n_out, row_bytes)
     bs = TYPE_TRAITS[t].type_size
-    f16_offsets = {  # d (and dmin) within a block, see the layouts in quants/kernels.py
-        GGMLType.Q2_K: (80, 82),
-        GGMLType.Q3_K: (108,),
-        GGMLType.Q4_K: (0, 2),
-        GGMLType.Q5_K: (0, 2),
-        GGMLType.Q6_K: (208,),
-    }[t]
+    f16_offsets = TYPE_TRAITS[t].f16_offsets  # d (and dmin) within a block
     # row 1: every code and scale at its maximum (overflow check); row 2: every byte 0 (Q3_K: values -4 with
     # scale -32, its largest products); fp16 scales then set finite and nonzero
     for r, fill in ((1, 0xFF), (2, 0x00)):

@@ -13,14 +13,13 @@ import pytest
 
 from airoboros_ggml.ggml_types import GGMLType
 from airoboros_ggml.quants import TYPE_TRAITS, dequantize, prepare_weight, quantize
-from airoboros_ggml.quants.int_dot_legacy import TYPES
 from airoboros_ggml.quants.q8_activations import Q80, Q81, quantize_q8_0_reference, quantize_q8_1_reference
 from airoboros_ggml.quants.simd import HAVE_AVX2
 from airoboros_ggml.quants.weight import INT_KERNELS
 
 needs_avx2 = pytest.mark.skipif(not HAVE_AVX2, reason="integer kernels need an AVX2 CPU")
-LEGACY = [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0]
-WITH_MIN = (GGMLType.Q4_1, GGMLType.Q5_1)  # weights x = d*q + m, multiplied with Q8_1 activations
+LEGACY = [t for t, tr in TYPE_TRAITS.items() if tr.activation in (GGMLType.Q8_0, GGMLType.Q8_1)]
+WITH_MIN = [t for t in LEGACY if TYPE_TRAITS[t].activation == GGMLType.Q8_1]  # x = d*q + m, times Q8_1
 
 
 def _activations(rng: np.random.Generator, n_tok: int, n_in: int) -> np.ndarray:
@@ -73,7 +72,7 @@ def _weights(t: GGMLType, n_out: int, n_in: int, rng: np.random.Generator) -> np
         raw[1] = 0xFF
         bs = TYPE_TRAITS[t].type_size
         for b in range(n_in // 32):
-            for o in (0, 2) if t in WITH_MIN else (0,):
+            for o in TYPE_TRAITS[t].f16_offsets:
                 raw[1, b * bs + o : b * bs + o + 2] = np.frombuffer(np.float16(-0.001).tobytes(), np.uint8)
     if t == GGMLType.Q8_0 and n_out > 2:
         raw[2, 2:34] = 0x80  # a block of -128 codes (never written by ggml's quantizer, but valid)
@@ -97,7 +96,7 @@ def _reference(t: GGMLType, raw: np.ndarray, wd: np.ndarray, X: np.ndarray) -> t
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("t", LEGACY, ids=lambda t: t.name)
 def test_integer_products_match_float64(t: GGMLType, n_threads: int) -> None:
-    assert t in TYPES and t in INT_KERNELS
+    assert TYPE_TRAITS[t].int_matmul is not None and t in INT_KERNELS
     rng = np.random.default_rng(int(t) + 10 * n_threads)
     saved = numba.get_num_threads()
     numba.set_num_threads(n_threads)

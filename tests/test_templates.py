@@ -109,6 +109,21 @@ def test_chatml_and_auto_from_smollm2_gguf(smollm2):
         assert auto.format(msgs) == render_jinja(jinja, msgs, add_generation_prompt=True)
 
 
+def test_system_messages_are_joined_wherever_they_are():
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "system", "content": "Answer in French."},
+        {"role": "user", "content": "Hi", "name": "ada"},
+        {"role": "system", "content": "No emoji."},
+    ]
+    assert get_template("airoboros").format(messages) == (
+        "Be brief.\n\nAnswer in French.\n\nNo emoji. USER: Hi ASSISTANT:"
+    )
+    assert get_template("chatml").format(messages).startswith(
+        "<|im_start|>system\nBe brief.\n\nAnswer in French.\n\nNo emoji.<|im_end|>\n<|im_start|>user\nHi"
+    )
+
+
 def test_auto_detection():
     assert get_template("auto", chat_template="{{ '[INST] ' + x + ' [/INST]' }}").name == "llama-2-chat"
     assert get_template("auto", chat_template="{% for m in messages %}<|im_start|>{% endfor %}").name == "chatml"
@@ -152,8 +167,6 @@ def test_errors_name_the_problem():
     t = get_template("airoboros")
     with pytest.raises(ValueError, match="unknown role 'bot'"):
         t.format([{"role": "bot", "content": "x"}])
-    with pytest.raises(ValueError, match="system message may only be the first"):
-        t.format([{"role": "user", "content": "x"}, {"role": "system", "content": "y"}])
     with pytest.raises(ValueError, match="'role' and 'content'"):
         t.format([{"text": "x"}])
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .errors import ContextOverflowError, ConversionError, DownloadError, ModelFormatError, OutputFileError
+from .constrain.tools import ToolCall
+from .errors import (
+    ContextOverflowError,
+    ConversionError,
+    DownloadError,
+    GrammarError,
+    ModelFormatError,
+    OutputFileError,
+)
 from .formats import ModelFile, open_model_file
 from .generation.options import SamplingOptions
 from .generation.results import Chunk, Completion, Timings, Usage
@@ -24,6 +32,7 @@ __all__ = [
     "ContextOverflowError",
     "ConversionError",
     "DownloadError",
+    "GrammarError",
     "LoadOptions",
     "Model",
     "ModelFile",
@@ -31,6 +40,7 @@ __all__ = [
     "SamplingOptions",
     "Timings",
     "Tokenizer",
+    "ToolCall",
     "Usage",
     "convert_file",
     "get_template",

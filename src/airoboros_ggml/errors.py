@@ -23,6 +23,14 @@ class ContextOverflowError(ValueError):
         )
 
 
+class GrammarError(ValueError):
+    """A grammar, JSON schema, regex, response format or tool definition cannot constrain generation.
+
+    Raised before any token is evaluated; the message names the problem (for grammars and schemas, the
+    grammar engine's own message). The model stays usable.
+    """
+
+
 class ConversionError(ValueError):
     """A model cannot be converted or quantized as asked: the target format or type cannot hold it.
 

@@ -1,13 +1,14 @@
 """The ggml tensor type enum and file-type ("ftype") enum, shared by GGML v3 and GGUF.
 
-Ids are those of ggml (identical in GGJT v3 and GGUF files). The per-type block layouts live with their
-kernels in :mod:`airoboros_ggml.quants`; this module only holds the table of block and byte sizes that the
-file readers need to check tensor extents.
+Ids are those of ggml (identical in GGJT v3 and GGUF files). This module sits below every other one (it
+imports nothing from the package): the file readers take block and byte sizes from :data:`LAYOUTS`, and
+:mod:`airoboros_ggml.quants` extends each layout with its kernels into the traits table ``TYPE_TRAITS``.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 
 class GGMLType(enum.IntEnum):
@@ -32,25 +33,68 @@ class GGMLType(enum.IntEnum):
 QK_K = 256
 """Elements per super-block of the K-quants."""
 
-# type -> (elements per block, bytes per block)
-BLOCK_SIZES: dict[GGMLType, tuple[int, int]] = {
-    GGMLType.F32: (1, 4),
-    GGMLType.F16: (1, 2),
-    GGMLType.Q4_0: (32, 18),
-    GGMLType.Q4_1: (32, 20),
-    GGMLType.Q5_0: (32, 22),
-    GGMLType.Q5_1: (32, 24),
-    GGMLType.Q8_0: (32, 34),
-    GGMLType.Q8_1: (32, 36),
-    GGMLType.Q2_K: (QK_K, 84),
-    GGMLType.Q3_K: (QK_K, 110),
-    GGMLType.Q4_K: (QK_K, 144),
-    GGMLType.Q5_K: (QK_K, 176),
-    GGMLType.Q6_K: (QK_K, 210),
-    GGMLType.Q8_K: (QK_K, 292),
-}
 
-WEIGHT_TYPES: frozenset[GGMLType] = frozenset(BLOCK_SIZES) - {GGMLType.Q8_1, GGMLType.Q8_K}
+@dataclass(frozen=True)
+class BlockLayout:
+    """How one ggml type packs elements into bytes: the facts file readers and every kernel share.
+
+    The full per-type table, with the kernels, is :data:`airoboros_ggml.quants.TYPE_TRAITS`; this part holds
+    no kernels so that the file readers can check tensor extents without importing numba code.
+    """
+
+    ggml_type: GGMLType
+    """The type enum member."""
+    block_size: int
+    """Elements per block."""
+    type_size: int
+    """Bytes per block."""
+    is_weight: bool
+    """Whether model files may store weights in this type (False for the activation-only Q8_1/Q8_K)."""
+    f16_offsets: tuple[int, ...]
+    """Byte offsets of the fp16 scale fields (``d``, ``dmin``/``m``) within a block; byte layouts of every
+    block are described in :mod:`airoboros_ggml.quants.kernels`."""
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Effective bits per element, scales included."""
+        return self.type_size * 8 / self.block_size
+
+    def row_bytes(self, n: int) -> int:
+        """Bytes of a row of ``n`` elements; raises ValueError unless ``n`` is a positive multiple of the block."""
+        if n <= 0 or n % self.block_size:
+            raise ValueError(
+                f"{self.ggml_type.name} rows must hold a positive multiple of {self.block_size} "
+                f"elements, got {n}"
+            )
+        return n // self.block_size * self.type_size
+
+
+def _layout(t: GGMLType, block_size: int, type_size: int, f16_offsets: tuple[int, ...] = ()) -> BlockLayout:
+    return BlockLayout(t, block_size, type_size, t not in (GGMLType.Q8_1, GGMLType.Q8_K), f16_offsets)
+
+
+LAYOUTS: dict[GGMLType, BlockLayout] = {
+    lay.ggml_type: lay
+    for lay in (
+        _layout(GGMLType.F32, 1, 4),
+        _layout(GGMLType.F16, 1, 2),
+        _layout(GGMLType.Q4_0, 32, 18, (0,)),
+        _layout(GGMLType.Q4_1, 32, 20, (0, 2)),
+        _layout(GGMLType.Q5_0, 32, 22, (0,)),
+        _layout(GGMLType.Q5_1, 32, 24, (0, 2)),
+        _layout(GGMLType.Q8_0, 32, 34, (0,)),
+        _layout(GGMLType.Q8_1, 32, 36, (0, 2)),
+        _layout(GGMLType.Q2_K, QK_K, 84, (80, 82)),
+        _layout(GGMLType.Q3_K, QK_K, 110, (108,)),
+        _layout(GGMLType.Q4_K, QK_K, 144, (0, 2)),
+        _layout(GGMLType.Q5_K, QK_K, 176, (0, 2)),
+        _layout(GGMLType.Q6_K, QK_K, 210, (208,)),
+        _layout(GGMLType.Q8_K, QK_K, 292),
+    )
+}
+"""Block layout of every ggml type this package knows, keyed by :class:`GGMLType`."""
+
+WEIGHT_TYPES: frozenset[GGMLType] = frozenset(t for t, lay in LAYOUTS.items() if lay.is_weight)
 """Types a model file may store weights in (Q8_1 and Q8_K are activation-only formats)."""
 
 
@@ -71,20 +115,6 @@ def ggml_type(value: GGMLType | int | str) -> GGMLType:
         return GGMLType(int(value))
     except ValueError:
         raise ValueError(f"unknown ggml type id {value!r}") from None
-
-
-def row_nbytes(ggml_type_: GGMLType, n_elements: int) -> int:
-    """Bytes taken by ``n_elements`` consecutive elements (must be a whole number of blocks)."""
-    block, size = BLOCK_SIZES[ggml_type_]
-    if n_elements % block:
-        raise ValueError(f"{ggml_type_.name} needs a multiple of {block} elements, got {n_elements}")
-    return n_elements // block * size
-
-
-def bits_per_weight(ggml_type_: GGMLType) -> float:
-    """Effective bits per weight of a type, scales included."""
-    block, size = BLOCK_SIZES[ggml_type_]
-    return size * 8 / block
 
 
 class FileType(enum.IntEnum):

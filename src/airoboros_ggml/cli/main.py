@@ -9,7 +9,14 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from ..errors import ContextOverflowError, ConversionError, DownloadError, ModelFormatError, OutputFileError
+from ..errors import (
+    ContextOverflowError,
+    ConversionError,
+    DownloadError,
+    GrammarError,
+    ModelFormatError,
+    OutputFileError,
+)
 from ..generation.options import format_validation_error
 from .bench import add_bench_parser
 from .convert import add_convert_parser
@@ -18,6 +25,7 @@ from .info import add_info_parser
 from .perplexity import add_perplexity_parser
 from .quantize import add_quantize_parser
 from .run import add_run_parsers
+from .serve import add_serve_parser
 from .tokenize import add_tokenize_parser
 
 log = logging.getLogger("airoboros_ggml")
@@ -31,8 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_info_parser, add_tokenize_parser, add_run_parsers, add_bench_parser, add_convert_parser,
-                add_quantize_parser, add_perplexity_parser):
+    for add in (
+        add_info_parser,
+        add_tokenize_parser,
+        add_run_parsers,
+        add_bench_parser,
+        add_serve_parser,
+        add_convert_parser,
+        add_quantize_parser,
+        add_perplexity_parser,
+    ):
         add(sub)
     return parser
 
@@ -52,7 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as e:
         print("airoboros-ggml: invalid option\n" + format_validation_error(e), file=sys.stderr)
         return 2
-    except (UsageError, ModelFormatError, ContextOverflowError, ConversionError, OutputFileError, DownloadError) as e:
+    except (
+        UsageError,
+        ModelFormatError,
+        ContextOverflowError,
+        GrammarError,
+        ConversionError,
+        OutputFileError,
+        DownloadError,
+    ) as e:
         print(f"airoboros-ggml: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

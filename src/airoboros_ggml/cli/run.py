@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from ..errors import ContextOverflowError
 from ..generation.options import SamplingOptions
 from ..generation.results import Chunk
 from ..model import Model, load
-from .flags import UsageError, add_flag, add_load_flags, load_options
+from .flags import UsageError, add_flag, add_load_flags, load_options, spellings
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,18 @@ def _add_generation_flags(p: argparse.ArgumentParser) -> None:
     add_flag(p, "--seed", "seed", int, "random seed (-1 = random)", "-s")
     for flag, (dest, kind, help_) in _SAMPLING_FLAGS.items():
         add_flag(p, flag, dest, kind, help_)
-    p.add_argument("-r", "--reverse-prompt", dest="stop", action="append", default=None,
+    p.add_argument(*spellings("-r", "--reverse-prompt"), dest="stop", action="append", default=None,
                    help="stop generating at this text (repeatable)")
-    p.add_argument("--prompt-format", default=None,
+    p.add_argument(*spellings("--prompt-format"), default=None,
                    help="prompt template: airoboros (default), llama-2-chat, chatml, alpaca, vicuna, raw, auto "
                         "(the file's own template; the default for -m smollm2)")
     p.add_argument("--system", default=None, help="system message replacing the template's preamble")
     p.add_argument("--color", action="store_true", help="colour the prompt / user input")
+    p.add_argument("--grammar", default=None, help="GBNF grammar (llama.cpp syntax) the output must follow")
+    p.add_argument(*spellings("--grammar-file"), dest="grammar_file", default=None,
+                   help="read the GBNF grammar from a file")
+    p.add_argument(*spellings("-j", "--json-schema"), dest="json_schema", default=None,
+                   help="JSON Schema (JSON text) the output must follow")
 
 
 def add_run_parsers(sub: argparse._SubParsersAction) -> None:
@@ -72,10 +78,33 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
         load_kw["seed"] = args.seed  # the default seed of every call (-1: fresh entropy)
     load_kw["prompt_format"] = args.prompt_format or ("auto" if args.model == "smollm2" else "airoboros")
     sampling = {dest: getattr(args, dest) for dest, _, _ in _SAMPLING_FLAGS.values()}
-    sampling.update(max_tokens=args.max_tokens, stop=args.stop)
+    sampling.update(max_tokens=args.max_tokens, stop=args.stop, **_constraint(args))
     sampling = {k: v for k, v in sampling.items() if v is not None}
-    SamplingOptions(**sampling)  # validate now, so a bad value is reported before the model loads
+    options = SamplingOptions(**sampling)  # validate now, so a bad value is reported before the model loads
+    if options.constraints():  # and a bad grammar or schema too
+        from ..constrain import constraint_grammar
+
+        constraint_grammar(**options.constraints())
     return load_kw, sampling
+
+
+def _constraint(args: argparse.Namespace) -> dict[str, Any]:
+    """``--grammar``, ``--grammar-file``, ``-j/--json-schema`` as SamplingOptions fields."""
+    if args.grammar is not None and args.grammar_file is not None:
+        raise UsageError("give either --grammar or --grammar-file, not both")
+    grammar = args.grammar
+    if args.grammar_file is not None:
+        try:
+            grammar = Path(args.grammar_file).read_text(encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"--grammar-file: {e}") from e
+    schema = None
+    if args.json_schema is not None:
+        try:
+            schema = json.loads(args.json_schema)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"-j/--json-schema: not valid JSON: {e}") from None
+    return {"grammar": grammar, "json_schema": schema}
 
 
 def _stream(chunks: Iterator[Chunk], out: TextIO) -> str:

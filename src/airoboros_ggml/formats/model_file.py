@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ggml_types import BLOCK_SIZES, GGMLType, bits_per_weight
+from ..ggml_types import LAYOUTS, GGMLType
 from ..hparams import HParams
 from ..vocab import Vocab
 
@@ -51,9 +51,7 @@ class TensorInfo:
     @property
     def rows(self) -> np.ndarray:
         """uint8 (n_rows, row_bytes): the raw data viewed as one row of blocks per output."""
-        block, size = BLOCK_SIZES[self.ggml_type]
-        row_len = self.shape[-1]
-        return self.data.reshape(-1, row_len // block * size)
+        return self.data.reshape(-1, LAYOUTS[self.ggml_type].row_bytes(self.shape[-1]))
 
 
 @dataclasses.dataclass
@@ -124,4 +122,4 @@ class ModelFile:
 
 def describe_type(t: GGMLType) -> str:
     """``"Q4_K (4.50 bpw)"``."""
-    return f"{t.name} ({bits_per_weight(t):.2f} bpw)"
+    return f"{t.name} ({LAYOUTS[t].bits_per_weight:.2f} bpw)"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelFormatError
-from ..ggml_types import BLOCK_SIZES, WEIGHT_TYPES, GGMLType
+from ..ggml_types import LAYOUTS, WEIGHT_TYPES, GGMLType
 from ..hparams import HParams
 from .model_file import TensorInfo
 from .tensor_names import LAYER_TENSORS, layer_name
@@ -46,7 +46,7 @@ def check_header(h: TensorHeader, path: Path) -> tuple[GGMLType, int]:
         n *= d
     if n > MAX_ELEMENTS:
         raise ModelFormatError(f"{where} claims an absurd size of {n} elements")
-    block, size = BLOCK_SIZES[t]
+    block, size = LAYOUTS[t].block_size, LAYOUTS[t].type_size
     if h.ne[0] % block:
         raise ModelFormatError(f"{where}: row length {h.ne[0]} is not a multiple of {t.name}'s block of {block}")
     return t, n // block * size

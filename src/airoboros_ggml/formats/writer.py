@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..ggml_types import GGMLType, row_nbytes
+from ..ggml_types import LAYOUTS, GGMLType
 from ..hparams import HParams
 from ..vocab import Vocab, to_piece_encoding
 from .ggjt import GGJT_ALIGNMENT, GGJT_MAGIC
@@ -30,7 +30,7 @@ from .tensor_names import gguf_to_ggml
 class RawTensor:
     """A tensor to write: its type, numpy-order shape, and data.
 
-    ``data`` is the raw encoded bytes (uint8, any shape, ``row_nbytes`` per row) or, for F32/F16, a float
+    ``data`` is the raw encoded bytes (uint8, any shape, ``LAYOUTS[t].row_bytes(n)`` per row) or, for F32/F16, a float
     array of ``shape`` that is converted on writing.
     """
 
@@ -42,7 +42,7 @@ class RawTensor:
     def nbytes(self) -> int:
         """Bytes this tensor takes in a file (from its type and shape; the data is not encoded)."""
         n_rows = int(np.prod(self.shape[:-1], dtype=np.int64))
-        return n_rows * row_nbytes(GGMLType(self.ggml_type), self.shape[-1])
+        return n_rows * LAYOUTS[GGMLType(self.ggml_type)].row_bytes(self.shape[-1])
 
     def encoded(self) -> np.ndarray:
         """uint8 (nbytes,): the bytes to write, checked against the type's size."""
@@ -258,11 +258,13 @@ def write_gguf(
         vocab: Vocabulary, stored as ``tokenizer.ggml.*`` keys (GGML v3-encoded pieces are converted).
         tensors: GGUF tensor name -> data.
         metadata: Extra or overriding key/values (see :func:`_gguf_value` for how Python values map).
-        alignment: Data alignment; written as ``general.alignment`` when not the default 32.
+        alignment: Data alignment, a power of two; written as ``general.alignment`` when not the default 32.
         version: GGUF version, 2 or 3 (identical layout for little-endian files).
     """
     if version not in (2, 3):
         raise ValueError("GGUF version must be 2 or 3")
+    if alignment < 1 or alignment & (alignment - 1):
+        raise ValueError(f"GGUF alignment must be a power of two (readers refuse others), got {alignment}")
     path = path if hasattr(path, "write") else Path(path)  # type: ignore[arg-type]
     meta = gguf_metadata(hparams, vocab)
     if alignment != DEFAULT_ALIGNMENT:

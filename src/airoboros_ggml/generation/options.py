@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Collection
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..runtime.options import LoadOptions
 
@@ -23,7 +24,12 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "SamplingOptions",
     "format_validation_error",
+    "optional_fields",
 ]
+
+
+CONSTRAINTS = ("grammar", "json_schema", "response_format", "regex")
+"""The :class:`SamplingOptions` fields that constrain the output (at most one per call)."""
 
 
 class SamplingOptions(BaseModel):
@@ -96,6 +102,19 @@ class SamplingOptions(BaseModel):
     stop: list[str] = Field(default_factory=list)
     """Stop strings: output is cut before the first one (a string or a list; empty strings ignored)."""
 
+    grammar: str | None = None
+    """GBNF grammar (llama.cpp syntax, start rule ``root``) the output must be a sentence of."""
+
+    json_schema: dict[str, Any] | type[BaseModel] | None = None
+    """JSON Schema (a dict, or a pydantic model class) the output must be a valid instance of."""
+
+    response_format: dict[str, Any] | None = None
+    """OpenAI shape: ``{"type": "text"}``, ``{"type": "json_object"}`` or ``{"type": "json_schema",
+    "json_schema": {"name": ..., "schema": {...}}}``."""
+
+    regex: str | None = None
+    """Regular expression (Rust ``regex`` syntax) the whole output must match."""
+
     @field_validator("logit_bias")
     @classmethod
     def _check_logit_bias(cls, value: dict[int, float]) -> dict[int, float]:
@@ -131,11 +150,43 @@ class SamplingOptions(BaseModel):
             return [s for s in value if not isinstance(s, str) or s]
         return value
 
+    @model_validator(mode="after")
+    def _one_constraint(self) -> SamplingOptions:
+        given = [name for name in CONSTRAINTS if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of {', '.join(CONSTRAINTS)}; got {' and '.join(given)}")
+        return self
+
+    def constraints(self) -> dict[str, Any]:
+        """The constraint options that are set (at most one), by name."""
+        return {name: getattr(self, name) for name in CONSTRAINTS if getattr(self, name) is not None}
+
     def with_overrides(self, **overrides: Any) -> SamplingOptions:
         """Return a validated copy with some options replaced (unknown names raise ValidationError)."""
         data = self.model_dump()
         data.update(overrides)
         return type(self).model_validate(data)
+
+
+def optional_fields(options: type[BaseModel], exclude: Collection[str] = ()) -> dict[str, Any]:
+    """The fields of an options class, each optional with default None, as ``pydantic.create_model`` takes them.
+
+    The adapters (LangChain, LlamaIndex) expose the core's options under the same names with None meaning
+    "the core's default", so defaults, constraints and option names live here only; the values are
+    validated by the options class itself when they are used.
+
+    Args:
+        options: :class:`LoadOptions` or :class:`SamplingOptions` (any pydantic model).
+        exclude: names to leave out.
+
+    Returns:
+        ``{name: (annotation | None, FieldInfo(default=None, description=the option's docstring))}``.
+    """
+    return {
+        name: (field.annotation | None, Field(default=None, description=field.description))
+        for name, field in options.model_fields.items()
+        if name not in exclude
+    }
 
 
 _MODELS: dict[str, type[BaseModel]] = {"LoadOptions": LoadOptions, "SamplingOptions": SamplingOptions}

@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-FinishReason = Literal["stop", "length"]
-"""``"stop"``: EOS/end-of-turn or a stop string; ``"length"``: max_tokens or the context is full."""
+from ..constrain.tools import ToolCall
+
+FinishReason = Literal["stop", "length", "tool_calls"]
+"""``"stop"``: EOS/end-of-turn or a stop string; ``"length"``: max_tokens or the context is full (also
+inside an unfinished constrained structure); ``"tool_calls"``: the model called tools."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +70,8 @@ class Chunk:
     """Set on the last chunk only."""
     timings: Timings | None = None
     """Set on the last chunk only."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The tools the model called (last chunk only; the call's markup never appears in ``text``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,3 +88,5 @@ class Completion:
     """Token counts."""
     timings: Timings
     """Speeds."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The tools the model called (``chat`` with ``tools``); ``text`` is then empty."""

@@ -100,30 +100,31 @@ class PromptTemplate:
         """Render a conversation.
 
         Args:
-            messages: dicts with ``role`` (``system``, ``user`` or ``assistant``) and ``content``; a
-                system message may only come first and replaces the template's default preamble.
+            messages: dicts with ``role`` (``system``, ``user`` or ``assistant``) and ``content``; other keys
+                (such as ``name``) are ignored. System messages, wherever they are, are joined by blank lines
+                into one system part that replaces the template's default preamble. (``Model.chat`` first
+                rewrites tool calls and ``tool`` results into these roles.)
             add_generation_prompt: append the text that opens the assistant's reply.
 
         Returns:
             The prompt text (without BOS).
 
         Raises:
-            ValueError: an unknown role, a missing key, or a system message after the first position.
+            ValueError: an unknown role or a missing key.
         """
         system_text = self.default_system
         parts: list[str] = []
         pending_system = ""
         for i, msg in enumerate(messages):
             try:
-                role, content = msg["role"], msg["content"]
+                role, _ = msg["role"], msg["content"]
             except (KeyError, TypeError):
                 raise ValueError(f"message {i} must be a mapping with 'role' and 'content', got {msg!r}") from None
             if role not in _ROLES:
                 raise ValueError(f"message {i} has unknown role {role!r}; use one of {', '.join(_ROLES)}")
-            if role == "system":
-                if i != 0:
-                    raise ValueError(f"message {i}: a system message may only be the first message")
-                system_text = content
+        systems = [msg["content"] for msg in messages if msg["role"] == "system"]
+        if systems:
+            system_text = "\n\n".join(systems)
         if system_text is not None:
             rendered = _fill(self.system, system_text)
             if "{system}" in self.user:

@@ -6,7 +6,7 @@ Public API::
     quantize(x, ggml_type) -> uint8 (..., n // block * type_size)
     W = prepare_weight(raw_rows, ggml_type, n_in)   # zero-copy WeightMatrix
     W.matvec(x), W.matmul(X), W.get_rows(ids), W.dequantize(); matvec(W, x), matmul(W, X)
-    TYPE_TRAITS[GGMLType.Q4_K].block_size / .type_size
+    TYPE_TRAITS[GGMLType.Q4_K]   # block layout, activation type, reference, quantizer, kernels (:mod:`.traits`)
 
 Arithmetic: exact float32 (activations are not quantized); dequantize is bit-exact with ggml.
 Threads: numba ``prange``; set them with ``numba.set_num_threads(n)``. All kernels are compiled with
@@ -19,8 +19,7 @@ import numpy as np
 
 from ..ggml_types import GGMLType, ggml_type
 from . import kernels as _K
-from . import quantize as _Q
-from .registry import TYPE_TRAITS, TypeTraits, as_uint8
+from .traits import TYPE_TRAITS, TypeTraits, as_uint8, traits
 from .weight import TILE_ROWS, WeightMatrix, matmul, matvec, prepare_weight
 
 __all__ = [
@@ -33,17 +32,8 @@ __all__ = [
     "matvec",
     "prepare_weight",
     "quantize",
+    "traits",
 ]
-
-_LEGACY_QUANTIZERS = {
-    GGMLType.Q4_0: _Q.q_q4_0,
-    GGMLType.Q4_1: _Q.q_q4_1,
-    GGMLType.Q5_0: _Q.q_q5_0,
-    GGMLType.Q5_1: _Q.q_q5_1,
-    GGMLType.Q8_0: _Q.q_q8_0,
-}
-_K_QUANTS = (GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K)
-
 
 def dequantize(raw: np.ndarray, ggml_type_: GGMLType | int | str, shape: tuple[int, ...]) -> np.ndarray:
     """Decode raw ggml data into a float32 array (bit-exact with ggml's dequantizers).
@@ -101,17 +91,7 @@ def quantize(x: np.ndarray, ggml_type_: GGMLType | int | str) -> np.ndarray:
     n = x.shape[-1]
     row_bytes = tr.row_bytes(n)
     out_shape = x.shape[:-1] + (row_bytes,)
-    if t == GGMLType.F32:
-        return x.view(np.uint8).reshape(out_shape).copy()
-    if t == GGMLType.F16:
-        return x.astype(np.float16).view(np.uint8).reshape(out_shape)
-    blocks = x.reshape(-1, tr.block_size)  # float32 (n_blocks, block)
-    if t in _LEGACY_QUANTIZERS:
-        q = _LEGACY_QUANTIZERS[t](blocks)
-    elif t in _K_QUANTS:
-        q = np.empty((blocks.shape[0], tr.type_size), dtype=np.uint8)  # uint8 (n_blocks, type_size)
-        if blocks.shape[0]:
-            _Q.quantize_k_blocks(int(t), blocks, q)
-    else:
+    if tr.quantize is None:
         raise ValueError(f"quantize does not support {t.name}")
-    return q.reshape(out_shape)
+    blocks = x.reshape(-1, tr.block_size)  # float32 (n_blocks, block)
+    return tr.quantize(blocks).reshape(out_shape)  # uint8 (..., row_bytes)

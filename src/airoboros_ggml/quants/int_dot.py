@@ -396,15 +396,11 @@ def matmul_q8k(kind, raw, qs, d, bsums, out):
         _rows(kind, raw, c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK), qs, d, bsums, acc, out)
 
 
-TYPES = frozenset({GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K})
-"""Weight types :func:`matmul` multiplies."""
+def matmul_via_q8_k(t: GGMLType, raw: np.ndarray, X: np.ndarray, out: np.ndarray) -> None:
+    """``out = X @ W.T`` through Q8_K activations (the integer kernel of every K-quant weight type).
 
-
-def matmul(t: GGMLType, raw: np.ndarray, X: np.ndarray, out: np.ndarray) -> None:
-    """``out = X @ W.T`` through Q8_K activations.
-
-    raw uint8 (n_out, row_bytes) of type ``t`` in :data:`TYPES`, X float32 (n_tok, n_in) -> out float32
-    (n_tok, n_out) (contiguous).
+    raw uint8 (n_out, row_bytes) of K-quant type ``t``, X float32 (n_tok, n_in) -> out float32 (n_tok, n_out)
+    (contiguous).
     """
     y = Q8K(X)
     matmul_q8k(int(t), raw, y.qs, y.d, y.bsums, out)

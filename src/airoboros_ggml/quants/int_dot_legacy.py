@@ -28,7 +28,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ..ggml_types import GGMLType
+from ..ggml_types import LAYOUTS, GGMLType
 from . import simd as S
 from .fused import PREFETCH_AHEAD, ROWS_PER_TASK, _prefetch
 from .kernels import Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
@@ -37,7 +37,6 @@ from .q8_activations import Q80, Q81, QK8
 GROUP = 8
 """Blocks per intrinsic call (256 weights; 16 measured slower); a row's remaining blocks go one per call."""
 
-BLOCK_BYTES = {Q4_0: 18, Q4_1: 20, Q5_0: 22, Q5_1: 24, Q8_0: 34}
 _QS_AT = {Q4_0: 2, Q4_1: 4, Q5_0: 6, Q5_1: 8, Q8_0: 2}  # byte offset of the codes in a block
 _QH_AT = {Q5_0: 2, Q5_1: 4}  # byte offset of the 32 high bits (Q5 types)
 _OFFSET = {Q4_0: 8, Q5_0: 16}  # codes are q - offset
@@ -86,7 +85,7 @@ def _codes(bld, kind: int, bp) -> ir.Value:
 def _group_codegen(kind: int, nblk: int):
     """Codegen of ``float32 sum over blocks b0..b0+nblk-1`` for weight type ``kind`` (see the module docs)."""
     assert nblk in (1, 8)
-    bs = BLOCK_BYTES[kind]
+    bs = LAYOUTS[GGMLType(kind)].type_size
 
     def codegen(context, bld, signature, args):
         row, o, qs, d, aux, b0 = args
@@ -279,19 +278,20 @@ def matmul_q8_1(kind, raw, qs, d, s, out):
         _rows_q8_1(kind, raw, r0, min(n, r0 + ROWS_PER_TASK), qs, d, s, acc, out)
 
 
-TYPES = frozenset({GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0})
-"""Weight types :func:`matmul` multiplies."""
+def matmul_via_q8_0(t: GGMLType, raw: np.ndarray, X: np.ndarray, out: np.ndarray) -> None:
+    """``out = X @ W.T`` through Q8_0 activations (integer kernel of Q4_0, Q5_0 and Q8_0 weights).
 
-
-def matmul(t: GGMLType, raw: np.ndarray, X: np.ndarray, out: np.ndarray) -> None:
-    """``out = X @ W.T`` through Q8_0 (Q4_0, Q5_0, Q8_0 weights) or Q8_1 (Q4_1, Q5_1) activations.
-
-    raw uint8 (n_out, row_bytes) of type ``t`` in :data:`TYPES`, X float32 (n_tok, n_in) -> out float32
-    (n_tok, n_out) (contiguous).
+    raw uint8 (n_out, row_bytes) of type ``t``, X float32 (n_tok, n_in) -> out float32 (n_tok, n_out)
+    (contiguous).
     """
-    if t in (GGMLType.Q4_1, GGMLType.Q5_1):
-        y1 = Q81(X)
-        matmul_q8_1(int(t), raw, y1.qs, y1.d, y1.s, out)
-    else:
-        y0 = Q80(X)
-        matmul_q8_0(int(t), raw, y0.qs, y0.d, y0.sums, out)
+    y = Q80(X)
+    matmul_q8_0(int(t), raw, y.qs, y.d, y.sums, out)
+
+
+def matmul_via_q8_1(t: GGMLType, raw: np.ndarray, X: np.ndarray, out: np.ndarray) -> None:
+    """``out = X @ W.T`` through Q8_1 activations (integer kernel of Q4_1 and Q5_1 weights).
+
+    Shapes as :func:`matmul_via_q8_0`.
+    """
+    y = Q81(X)
+    matmul_q8_1(int(t), raw, y.qs, y.d, y.s, out)

@@ -27,7 +27,7 @@ ggml / ``gguf.quants``. The exact matvec kernels (:mod:`.fused`) use ``fastmath`
 reductions vectorise) and exact float32 activations: they agree with the float64 product to ~1e-6
 relative. The runtime's default for single tokens is the integer kernels over 8-bit activations
 (:mod:`.int_dot`, :mod:`.int_dot_legacy`), as llama.cpp.
-Integer codes for types: the GGUF ids (see :class:`~airoboros_ggml.ggml_types.GGMLType`).
+Integer codes for types: the GGUF ids (:class:`~airoboros_ggml.ggml_types.GGMLType`), as plain ints below.
 """
 
 from __future__ import annotations
@@ -35,9 +35,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..ggml_types import GGMLType
 from .fp16 import F16_TABLE
 
-F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = 0, 1, 2, 3, 6, 7, 8, 10, 11, 12, 13, 14
+# Type ids as plain ints, the form numba compares against (compile-time constants in the kernels).
+F32, F16 = int(GGMLType.F32), int(GGMLType.F16)
+Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 = (int(GGMLType[n]) for n in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"))
+Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = (int(GGMLType[n]) for n in ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"))
 
 _f1 = np.float32(1)
 _f16c = np.float32(16)

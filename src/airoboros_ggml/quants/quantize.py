@@ -9,10 +9,14 @@ Every block quantizer maps float32 (n_blocks, block_size) -> uint8 (n_blocks, ty
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
 
+from ..ggml_types import LAYOUTS, GGMLType
 from .fp16 import F16_TABLE, f32_to_f16_bits
+from .kernels import Q2_K, Q3_K, Q4_K, Q5_K
 
 _GROUP_MAX_EPS = np.float32(1e-15)
 
@@ -497,13 +501,37 @@ def _q6k_block(x, out):
 def quantize_k_blocks(code, x, out):
     """Quantize float32 x (n_blocks, 256) into uint8 out (n_blocks, type_size) for K-quant ``code``."""
     for b in numba.prange(x.shape[0]):
-        if code == 10:
+        if code == Q2_K:
             _q2k_block(x[b], out[b])
-        elif code == 11:
+        elif code == Q3_K:
             _q3k_block(x[b], out[b])
-        elif code == 12:
+        elif code == Q4_K:
             _q45k_block(x[b], out[b], False)
-        elif code == 13:
+        elif code == Q5_K:
             _q45k_block(x[b], out[b], True)
         else:
             _q6k_block(x[b], out[b])
+
+
+def k_quantizer(t: GGMLType) -> Callable[[np.ndarray], np.ndarray]:
+    """The block quantizer of K-quant ``t``: float32 (n_blocks, 256) -> uint8 (n_blocks, type_size)."""
+    code, type_size = int(t), LAYOUTS[t].type_size
+
+    def quantize_blocks(x: np.ndarray) -> np.ndarray:
+        out = np.empty((x.shape[0], type_size), dtype=np.uint8)  # uint8 (n_blocks, type_size)
+        if x.shape[0]:
+            quantize_k_blocks(code, np.ascontiguousarray(x, dtype=np.float32), out)
+        return out
+
+    quantize_blocks.__name__ = f"q_{t.name.lower()}"
+    return quantize_blocks
+
+
+def q_f32(x: np.ndarray) -> np.ndarray:
+    """F32: float32 (n, 1) -> uint8 (n, 4), a copy of the bytes."""
+    return np.ascontiguousarray(x, dtype=np.float32).view(np.uint8).copy()
+
+
+def q_f16(x: np.ndarray) -> np.ndarray:
+    """F16: float32 (n, 1) -> uint8 (n, 2), rounded to nearest even half."""
+    return np.ascontiguousarray(x, dtype=np.float32).astype(np.float16).view(np.uint8)

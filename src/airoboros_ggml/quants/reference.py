@@ -7,8 +7,6 @@ result is bit-exact. The numba kernels in :mod:`.kernels` must agree with these 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from ..ggml_types import QK_K, GGMLType
@@ -162,30 +160,13 @@ def dq_q6_k(b: np.ndarray) -> np.ndarray:
     return (dl * q.reshape(n, 16, 16).astype(np.float32)).reshape(n, QK_K)
 
 
-DEQUANTIZE_BLOCKS: dict[GGMLType, Callable[[np.ndarray], np.ndarray]] = {
-    GGMLType.F32: dq_f32,
-    GGMLType.F16: dq_f16,
-    GGMLType.Q4_0: dq_q4_0,
-    GGMLType.Q4_1: dq_q4_1,
-    GGMLType.Q5_0: dq_q5_0,
-    GGMLType.Q5_1: dq_q5_1,
-    GGMLType.Q8_0: dq_q8_0,
-    GGMLType.Q2_K: dq_q2_k,
-    GGMLType.Q3_K: dq_q3_k,
-    GGMLType.Q4_K: dq_q4_k,
-    GGMLType.Q5_K: dq_q5_k,
-    GGMLType.Q6_K: dq_q6_k,
-}
-"""Numpy block dequantizer per weight type: uint8 (n_blocks, type_size) -> float32 (n_blocks, block)."""
-
-
 def dequantize_rows_ref(raw_rows: np.ndarray, t: GGMLType, n_in: int) -> np.ndarray:
     """Numpy reference: uint8 (n_out, row_bytes) -> float32 (n_out, n_in)."""
-    from .registry import TYPE_TRAITS
+    from .traits import TYPE_TRAITS  # the table lists this module's dequantizers
 
     tr = TYPE_TRAITS[t]
     blocks = np.ascontiguousarray(raw_rows).reshape(-1, tr.type_size)
-    return DEQUANTIZE_BLOCKS[t](blocks).reshape(raw_rows.shape[0], n_in)
+    return tr.dequantize_ref(blocks).reshape(raw_rows.shape[0], n_in)
 
 
 def matmul_ref(raw_rows: np.ndarray, t: GGMLType, n_in: int, x: np.ndarray, chunk: int = 256) -> np.ndarray:

@@ -19,10 +19,10 @@ import numba
 import numpy as np
 
 from ..ggml_types import GGMLType, ggml_type
-from . import fused, int_dot, int_dot_legacy, tiles
 from . import kernels as K
-from .registry import TYPE_TRAITS
+from . import tiles
 from .simd import HAVE_AVX2
+from .traits import TYPE_TRAITS
 
 TILE_ROWS = 256
 """Weight rows dequantized per BLAS call in :meth:`WeightMatrix.matmul` (float32 scratch of TILE_ROWS*n_in)."""
@@ -31,8 +31,8 @@ MATVEC_MAX_TOKENS = 2
 """Batches of at most this many tokens use the fused matvec kernel per token instead of tiles + BLAS."""
 
 
-INT_KERNELS = {t: mod.matmul for mod in (int_dot, int_dot_legacy) for t in mod.TYPES} if HAVE_AVX2 else {}
-"""Integer ``matmul(t, raw, X, out)`` over 8-bit activations per weight type, on this machine (AVX2)."""
+INT_KERNELS = {t: tr.int_matmul for t, tr in TYPE_TRAITS.items() if tr.int_matmul} if HAVE_AVX2 else {}
+"""Integer ``matmul(t, raw, X, out)`` over 8-bit activations per weight type usable on this machine (AVX2)."""
 
 INT_MATMUL_MAX_TOKENS = 32
 """With quantized activations, batches up to this size use the integer kernel, larger ones tiles + BLAS
@@ -65,7 +65,7 @@ class WeightMatrix:
             batches above :data:`INT_MATMUL_MAX_TOKENS` tokens is always exact.
     """
 
-    __slots__ = ("raw", "n_out", "n_in", "ggml_type", "quantized_activations", "_w32")
+    __slots__ = ("raw", "n_out", "n_in", "ggml_type", "quantized_activations", "_w32", "_matvec")
 
     def __init__(self, raw: np.ndarray, ggml_type_: GGMLType, n_in: int, quantized_activations: bool = False) -> None:
         self.raw = raw  # uint8 (n_out, row_bytes)
@@ -75,6 +75,7 @@ class WeightMatrix:
         self.quantized_activations = quantized_activations
         # F32 rows viewed as float32 (zero copy when 4-byte aligned)
         self._w32 = raw.view(np.float32) if ggml_type_ == GGMLType.F32 else None
+        self._matvec = TYPE_TRAITS[ggml_type_].matvec  # exact kernel (raw, x, out)
 
     def __repr__(self) -> str:
         return f"WeightMatrix({self.ggml_type.name}, n_out={self.n_out}, n_in={self.n_in})"
@@ -93,46 +94,28 @@ class WeightMatrix:
             out = np.empty(self.n_out, dtype=np.float32)  # float32 (n_out,)
         elif out.shape != (self.n_out,) or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be contiguous float32 ({self.n_out},), got {out.dtype} {out.shape}")
-        t, raw = self.ggml_type, self.raw
-        if self.quantized_activations and t in INT_KERNELS:
-            INT_KERNELS[t](t, raw, x.reshape(1, -1), out.reshape(1, -1))
-        elif t == GGMLType.Q4_K:
-            fused.mv_q4_k(raw, x, out)
-        elif t == GGMLType.Q5_K:
-            fused.mv_q5_k(raw, x, out)
-        elif t == GGMLType.Q6_K:
-            fused.mv_q6_k(raw, x, out)
-        elif t == GGMLType.Q2_K:
-            fused.mv_q2_k(raw, x, out)
-        elif t == GGMLType.Q3_K:
-            fused.mv_q3_k(raw, x, out)
-        elif t in (GGMLType.Q4_0, GGMLType.Q4_1):
-            fused.mv_q4_legacy(raw, x, out, t == GGMLType.Q4_1)
-        elif t in (GGMLType.Q5_0, GGMLType.Q5_1):
-            fused.mv_q5_legacy(raw, x, out, t == GGMLType.Q5_1)
-        elif t == GGMLType.Q8_0:
-            fused.mv_q8_0(raw, x, out)
-        elif t == GGMLType.F16:
-            fused.mv_f16(raw, x, out)
-        elif self._w32 is not None and self._w32.flags.aligned:
-            fused.mv_f32(self._w32, x, out)
+        int_kernel = INT_KERNELS.get(self.ggml_type) if self.quantized_activations else None
+        if int_kernel is not None:
+            int_kernel(self.ggml_type, self.raw, x.reshape(1, -1), out.reshape(1, -1))
         else:
-            K.matvec_generic(int(t), raw, x, out)
+            self._matvec(self.raw, x, out)
         return out
 
     def matmul(self, X: np.ndarray) -> np.ndarray:
         """Return ``X @ W.T``: X float32 (n_tok, n_in) -> float32 (n_tok, n_out).
 
-        Small batches use the fused matvec per token (with ``quantized_activations``: the integer kernel up
-        to ``INT_MATMUL_MAX_TOKENS``); larger ones decode ``TILE_ROWS`` rows at a time into a transient
+        This is the one place that picks a kernel by batch size: batches up to ``MATVEC_MAX_TOKENS`` use the
+        fused matvec per token (with ``quantized_activations``: the integer kernel up to
+        ``INT_MATMUL_MAX_TOKENS``); larger ones decode ``TILE_ROWS`` rows at a time into a transient
         float32 tile (vectorised decoders of :mod:`.tiles`, equal to ``dequantize`` up to an ulp) and
         multiply it with BLAS (the tile is never kept).
         """
         X = self._check_x(X, 2)  # float32 (n_tok, n_in)
         n_tok = X.shape[0]
         out = np.empty((n_tok, self.n_out), dtype=np.float32)  # float32 (n_tok, n_out)
-        if self.quantized_activations and self.ggml_type in INT_KERNELS and n_tok <= INT_MATMUL_MAX_TOKENS:
-            INT_KERNELS[self.ggml_type](self.ggml_type, self.raw, X, out)
+        int_kernel = INT_KERNELS.get(self.ggml_type) if self.quantized_activations else None
+        if int_kernel is not None and n_tok <= INT_MATMUL_MAX_TOKENS:
+            int_kernel(self.ggml_type, self.raw, X, out)
             return out
         if n_tok <= MATVEC_MAX_TOKENS:
             for i in range(n_tok):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .decode_attention import attend_one
+from .decode_attention import attend_one, attend_one_per_sequence
 from .kv_cache import KVBatch, KVCache, KVSpan
 
 
@@ -30,8 +30,19 @@ def attend(q: np.ndarray, cache: KVCache, layer: int, batch: KVBatch) -> np.ndar
         return _attend_span(q, cache, layer, batch.spans[0])
     n_tok, n_head, hd = q.shape
     out = np.empty((n_tok, n_head * hd), dtype=np.float32)  # float32 (n_tok, n_head * hd)
+    decoding = [s for s in batch.spans if s.n_tok == 1]
+    if len(decoding) > 1:  # one new token in each of several sequences: one parallel kernel call
+        rows = np.array([s.row for s in decoding], dtype=np.int64)  # int64 (n_dec,)
+        seqs = np.array([s.seq for s in decoding], dtype=np.int64)  # int64 (n_dec,)
+        ends = np.array([s.end for s in decoding], dtype=np.int64)  # int64 (n_dec,)
+        n_kv = cache.k.shape[2]
+        qg = np.ascontiguousarray(q[rows].reshape(len(rows), n_kv, n_head // n_kv, hd))  # (n_dec, n_kv, group, hd)
+        att = np.empty_like(qg)  # float32 (n_dec, n_kv, group, hd)
+        attend_one_per_sequence(qg, *cache.raw_all(), layer, seqs, ends, att)
+        out[rows] = att.reshape(len(rows), n_head * hd)
     for span in batch.spans:
-        out[span.rows] = _attend_span(q[span.rows], cache, layer, span)
+        if span.n_tok > 1 or len(decoding) == 1:
+            out[span.rows] = _attend_span(q[span.rows], cache, layer, span)
     return out
 
 

@@ -80,3 +80,21 @@ def attend_one(q, keys, values, end, out):
     for h in numba.prange(q.shape[0]):
         scores = np.empty((q.shape[1], end), np.float32)  # float32 (group, end)
         _attend_head(q[h], keys[h], values[h], end, scale, scores, out[h])
+
+
+@numba.njit(cache=True, parallel=True)
+def attend_one_per_sequence(q, keys, values, layer, seqs, ends, out):
+    """:func:`attend_one` for one new token in each of several sequences, in one parallel region.
+
+    q float32 (n, n_kv, group, hd); keys/values the whole cache (n_seq, n_layer, n_kv, n_ctx, hd), float32
+    or uint16 (f16 bits); token i belongs to sequence ``seqs[i]`` and sees its positions 0..ends[i]-1
+    (int64 (n,) each) -> out float32 (n, n_kv, group, hd). Each (token, head) is computed exactly as
+    :func:`attend_one` computes it, so batching decode steps changes no attention output.
+    """
+    n, n_kv = q.shape[0], q.shape[1]
+    scale = np.float32(1) / np.sqrt(np.float32(q.shape[3]))
+    for t in numba.prange(n * n_kv):
+        i = t // n_kv
+        h = t - i * n_kv
+        scores = np.empty((q.shape[2], ends[i]), np.float32)  # float32 (group, end)
+        _attend_head(q[i, h], keys[seqs[i], layer, h], values[seqs[i], layer, h], ends[i], scale, scores, out[i, h])

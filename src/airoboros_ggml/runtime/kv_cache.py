@@ -43,7 +43,7 @@ def _lazy_zeros(shape: tuple[int, ...], dtype: type) -> np.ndarray:
     return np.frombuffer(buf, dtype=dtype, count=nbytes // np.dtype(dtype).itemsize).reshape(shape)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class KVSpan:
     """Consecutive rows of a batch that extend one sequence at consecutive positions."""
 
@@ -67,7 +67,7 @@ class KVSpan:
         return self.start + self.n_tok
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class KVBatch:
     """Where the tokens of one forward batch go: one span per sequence, spans in row order."""
 
@@ -110,6 +110,10 @@ class KVCache:
         self.v = _lazy_zeros(shape, KV_TYPES[kv_type])  # (n_seq, n_layer, n_head_kv, n_ctx, head_dim)
         self.seq_tokens: list[list[int]] = [[] for _ in range(n_seq)]
         """Per sequence, the token ids whose keys/values occupy its positions 0..len-1."""
+        bits = np.uint16 if self.k.dtype == np.float16 else self.k.dtype  # numba has no float16 type
+        # per (seq, layer): keys and values (n_head_kv, n_ctx, head_dim) as stored and as kernels read them
+        self._layers = [[(self.k[s, i], self.v[s, i]) for i in range(hparams.n_layer)] for s in range(n_seq)]
+        self._raw = [[(k.view(bits), v.view(bits)) for k, v in layers] for layers in self._layers]
 
     @property
     def tokens(self) -> list[int]:
@@ -170,16 +174,18 @@ class KVCache:
             v: float32 (n_tok, n_head_kv, head_dim) values.
         """
         for s in batch.spans:
-            self.k[s.seq, layer, :, s.start : s.end] = k[s.rows].transpose(1, 0, 2)
-            self.v[s.seq, layer, :, s.start : s.end] = v[s.rows].transpose(1, 0, 2)
+            keys, values = self._layers[s.seq][layer]  # (n_head_kv, n_ctx, head_dim)
+            rows = s.rows
+            keys[:, s.start : s.end] = k[rows].transpose(1, 0, 2)
+            values[:, s.start : s.end] = v[rows].transpose(1, 0, 2)
 
     def keys(self, layer: int, seq: int, end: int) -> np.ndarray:
         """float32 (n_head_kv, end, head_dim) keys of positions 0..end-1 (a view when stored as f32)."""
-        return self.k[seq, layer, :, :end].astype(np.float32, copy=False)
+        return self._layers[seq][layer][0][:, :end].astype(np.float32, copy=False)
 
     def values(self, layer: int, seq: int, end: int) -> np.ndarray:
         """float32 (n_head_kv, end, head_dim) values of positions 0..end-1 (a view when stored as f32)."""
-        return self.v[seq, layer, :, :end].astype(np.float32, copy=False)
+        return self._layers[seq][layer][1][:, :end].astype(np.float32, copy=False)
 
     def raw(self, layer: int, seq: int) -> tuple[np.ndarray, np.ndarray]:
         """Keys and values of one layer of one sequence as compiled kernels read them, without a copy.
@@ -188,10 +194,18 @@ class KVCache:
             keys, values: contiguous (n_head_kv, n_ctx, head_dim), float32, or for an f16 cache uint16
             holding the float16 bit patterns (numba has no float16 type).
         """
-        k, v = self.k[seq, layer], self.v[seq, layer]
-        if k.dtype == np.float16:
-            return k.view(np.uint16), v.view(np.uint16)
-        return k, v
+        return self._raw[seq][layer]
+
+    def raw_all(self) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and values of every sequence and layer as compiled kernels read them, without a copy.
+
+        Returns:
+            keys, values: contiguous (n_seq, n_layer, n_head_kv, n_ctx, head_dim), float32, or uint16 holding
+            the float16 bit patterns of an f16 cache.
+        """
+        if self.k.dtype == np.float16:
+            return self.k.view(np.uint16), self.v.view(np.uint16)
+        return self.k, self.v
 
     # ------------------------------------------------------------------ bookkeeping
 

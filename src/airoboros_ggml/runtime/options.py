@@ -98,6 +98,11 @@ class LoadOptions(BaseModel):
     kv_type: Literal["f16", "f32"] = "f16"
     """Storage of cached keys/values: ``f16`` (as llama.cpp, half the memory) or ``f32`` (exact)."""
 
+    n_seq: int = Field(default=1, ge=1, le=32)
+    """Sequence slots: with more than one, concurrent calls (several threads, async tasks, the server,
+    :meth:`~airoboros_ggml.Model.complete_many`) are decoded together, one token of each per forward step
+    (continuous batching). Each slot holds ``n_ctx`` positions (memory is used only as they fill)."""
+
     exact_activations: bool = False
     """Multiply single tokens and small prompt batches (<= 32 tokens) by the weights in exact float32. The
     default (False) quantizes their activations to 8 bits per block and uses integer dot products, as

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from ..ggml_types import GGMLType, row_nbytes
+from ..ggml_types import LAYOUTS, GGMLType
 from ..progress import progress_bar
 from ..quants import prepare_weight
 from .weights import LlamaWeights
@@ -45,7 +45,7 @@ def warm_up(types: set[GGMLType], n_in: int = 256) -> None:
     with progress_bar(len(todo), "kernels", unit="type") as bar:
         for t in todo:
             bar.set_postfix_str(t.name)
-            raw = np.zeros((4, row_nbytes(t, n_in)), dtype=np.uint8)  # uint8 (4, row_bytes)
+            raw = np.zeros((4, LAYOUTS[t].row_bytes(n_in)), dtype=np.uint8)  # uint8 (4, row_bytes)
             w = prepare_weight(raw, t, n_in)
             w.matvec(x[0])
             prepare_weight(raw, t, n_in, quantized_activations=True).matvec(x[0])

@@ -110,6 +110,11 @@ class Tokenizer:
         """Whether the file asks for BOS at the start of a tokenized prompt."""
         return bool(self.vocab.add_bos) and self.vocab.bos_id is not None
 
+    @property
+    def eog_ids(self) -> list[int]:
+        """Ids that end generation (EOS, EOT, other end-of-turn control tokens), ascending."""
+        return sorted(self._eog)
+
     def is_eog(self, token_id: int) -> bool:
         """Whether ``token_id`` ends generation: EOS, EOT, or another end-of-turn control token."""
         return token_id in self._eog
@@ -146,22 +151,35 @@ class Tokenizer:
         Returns:
             The token ids.
         """
-        ids: list[int] = []
-        specials = self._specials_all if special else self._specials_user
-        for fragment in _split_special(text, specials):
-            if isinstance(fragment, int):
-                ids.append(fragment)
-            elif self._spm is not None:
-                ids.extend(self._spm.encode(fragment))
-            else:
-                assert self._bpe is not None
-                ids.extend(self._bpe.encode(fragment))
+        ids = self._encode(text, self._specials_all if special else self._specials_user, exact=False)
         if add_bos and self.add_bos:
             bos = self.vocab.bos_id
             if not ids or ids[0] != bos:
                 ids.insert(0, bos)
             if self.vocab.add_eos and self.vocab.eos_id is not None:
                 ids.append(self.vocab.eos_id)
+        return ids
+
+    def encode_exact(self, text: str) -> list[int]:
+        """Token ids whose bytes are exactly the UTF-8 of ``text``.
+
+        Unlike :meth:`tokenize`: no BOS/EOS, and no SentencePiece dummy-prefix space, so the text can be a
+        continuation (``"{"`` encodes as ``{``, not ``▁{``). Control tokens are not parsed; user-defined
+        tokens are, as in :meth:`tokenize`. Grammar engines use this to tokenize forced text.
+        """
+        return self._encode(text, self._specials_user, exact=True)
+
+    def _encode(self, text: str, specials: list[tuple[str, int]], exact: bool) -> list[int]:
+        """Ids of the special tokens in ``specials`` found in ``text`` and of the text between them."""
+        ids: list[int] = []
+        for fragment in _split_special(text, specials):
+            if isinstance(fragment, int):
+                ids.append(fragment)
+            elif self._spm is not None:
+                ids.extend(self._spm.encode_exact(fragment) if exact else self._spm.encode(fragment))
+            else:
+                assert self._bpe is not None
+                ids.extend(self._bpe.encode(fragment))
         return ids
 
     # ------------------------------------------------------------------ detokenize

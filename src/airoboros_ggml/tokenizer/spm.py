@@ -15,12 +15,15 @@ numbers are those of ``sentencepiece_model.proto``:
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
-import sentencepiece
 
 from ..errors import ModelFormatError
 from ..vocab import TokenType, Vocab, to_piece_encoding
+
+if TYPE_CHECKING:
+    import sentencepiece
 
 SPACE_SYMBOL = "\u2581"
 """SentencePiece's escaped space (``▁``)."""
@@ -140,24 +143,36 @@ class SpmEncoder:
             raise ModelFormatError(
                 f"a SentencePiece vocabulary needs exactly one UNKNOWN token, this one has {len(unk)}"
             )
-        self.proto = build_model_proto(
-            model_pieces,
-            vocab.scores.astype(np.float32),
-            types,
-            add_dummy_prefix=vocab.add_space_prefix,
-            unk_id=int(unk[0]),
-            bos_id=vocab.bos_id,
-            eos_id=vocab.eos_id,
-            pad_id=vocab.pad_id,
-        )
-        self.processor = sentencepiece.SentencePieceProcessor()
-        try:
-            self.processor.LoadFromSerializedProto(self.proto)
-        except (RuntimeError, OSError) as exc:
-            raise ModelFormatError(f"cannot build a SentencePiece model of the vocabulary: {exc}") from exc
+        self._model_args = (model_pieces, vocab.scores.astype(np.float32), types)
+        self._ids = dict(unk_id=int(unk[0]), bos_id=vocab.bos_id, eos_id=vocab.eos_id, pad_id=vocab.pad_id)
+        self.add_dummy_prefix = bool(vocab.add_space_prefix)
+        self.proto = build_model_proto(*self._model_args, add_dummy_prefix=self.add_dummy_prefix, **self._ids)
+        self.processor = _load_processor(self.proto)
+        self._exact: sentencepiece.SentencePieceProcessor | None = None
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` (dummy prefix per the vocabulary; no BOS/EOS; no special tokens)."""
         if not text:
             return []
         return self.processor.EncodeAsIds(text)
+
+    def encode_exact(self, text: str) -> list[int]:
+        """Token ids whose pieces spell exactly ``text``: never a dummy-prefix space (no BOS/EOS either)."""
+        if not text:
+            return []
+        if not self.add_dummy_prefix:
+            return self.processor.EncodeAsIds(text)
+        if self._exact is None:  # built on first use (grammar-constrained generation needs it)
+            self._exact = _load_processor(build_model_proto(*self._model_args, add_dummy_prefix=False, **self._ids))
+        return self._exact.EncodeAsIds(text)
+
+
+def _load_processor(proto: bytes) -> sentencepiece.SentencePieceProcessor:
+    import sentencepiece  # here, not at the top: importing the package (and its kernels) must not need it
+
+    processor = sentencepiece.SentencePieceProcessor()
+    try:
+        processor.LoadFromSerializedProto(proto)
+    except (RuntimeError, OSError) as exc:
+        raise ModelFormatError(f"cannot build a SentencePiece model of the vocabulary: {exc}") from exc
+    return processor

@@ -92,6 +92,7 @@ def run_bench(
     reps: int = 3,
     seed: int = 0,
     n_batch: int = 512,
+    **load_options: Any,
 ) -> dict[str, Any]:
     """Run every measurement on one model and return a JSON-able report.
 
@@ -105,6 +106,8 @@ def run_bench(
         reps: Repetitions of each measurement; medians are reported.
         seed: Seed of the random token ids.
         n_batch: Tokens per forward batch during prompt processing.
+        **load_options: Other :class:`~airoboros_ggml.runtime.options.LoadOptions` fields (``rope_freq_base``,
+            ``rope_freq_scale``, ``rms_norm_eps``, ``exact_activations``, ...), as the CLI's load flags give them.
 
     Returns:
         A dict with the settings, the medians (``prompt_tok_s``, ``gen_tok_s``, ``gen_long_tok_s``, ``ttft_s``),
@@ -120,7 +123,7 @@ def run_bench(
     n_ctx = n_ctx or max(600, need)
     if need > n_ctx:
         raise ValueError(f"context {n_ctx} too small for a {n_prompt}-token prompt or {n_gen} new tokens")
-    options: dict[str, Any] = {"n_ctx": n_ctx, "n_batch": n_batch, "kv_reuse": False}
+    options: dict[str, Any] = {"kv_reuse": False, **load_options, "n_ctx": n_ctx, "n_batch": n_batch}
     if n_threads:
         options["n_threads"] = n_threads
     t0 = time.perf_counter()

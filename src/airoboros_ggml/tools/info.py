@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from ..formats import ModelFile
-from ..ggml_types import FileType, bits_per_weight
+from ..ggml_types import LAYOUTS, FileType
 
 RUNTIME_OVERHEAD_BYTES = 64 << 20
 """Rough working memory of the runtime beyond weights and KV cache (activations, scratch, Python)."""
@@ -45,7 +45,7 @@ def describe(model_file: ModelFile, n_ctx: int | None = None) -> dict[str, Any]:
                 "type": t.ggml_type.name,
                 "shape": list(t.shape),
                 "bytes": t.nbytes,
-                "bpw": bits_per_weight(t.ggml_type),
+                "bpw": LAYOUTS[t.ggml_type].bits_per_weight,
             }
             for t in model_file.tensors.values()
         ],

@@ -1,6 +1,6 @@
 """Quantize a model file as llama.cpp's ``quantize`` did in August 2023 (the recipes of TheBloke's files).
 
-Each tensor's type follows :mod:`airoboros_ggml.quant_mix` (e.g. q4_K_M keeps half of ``attn_v`` and
+Each tensor's type follows :mod:`airoboros_ggml.quants.mix` (e.g. q4_K_M keeps half of ``attn_v`` and
 ``ffn_down`` and the output matrix in Q6_K); norms stay F32. A K-quant needs rows that are a multiple of 256;
 other rows fall back to a legacy type of at least as many bits, as later llama.cpp does (Q2_K -> Q4_0,
 Q3_K -> Q4_1, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0). Input: F32/F16 files in either format; a quantized
@@ -26,10 +26,10 @@ from tqdm import tqdm
 
 from ..errors import ConversionError
 from ..formats import LazyTensor, ModelFile, TensorInfo, open_model_file
-from ..ggml_types import QK_K, SEED_FILE_TYPES, FileType, GGMLType, ggml_type, row_nbytes
+from ..ggml_types import LAYOUTS, QK_K, SEED_FILE_TYPES, FileType, GGMLType, ggml_type
 from ..progress import progress_bar
-from ..quant_mix import tensor_type
 from ..quants import dequantize, quantize
+from ..quants.mix import tensor_type
 from ..runtime.options import physical_cores
 from .model_output import (
     TargetFormat,
@@ -98,7 +98,7 @@ class TensorPlan:
     def nbytes(self) -> int:
         """Bytes of the output tensor."""
         n_rows = int(np.prod(self.shape[:-1], dtype=np.int64))
-        return n_rows * row_nbytes(self.target_type, self.shape[-1])
+        return n_rows * LAYOUTS[self.target_type].row_bytes(self.shape[-1])
 
     @property
     def n_elements(self) -> int:
@@ -247,7 +247,7 @@ def _plan(
         else:
             target, reason = choose_type(name, info.shape, ftype, model_file.hparams.n_layer)
         try:
-            row_nbytes(target, info.shape[-1])
+            LAYOUTS[target].row_bytes(info.shape[-1])
         except ValueError:
             raise ConversionError(
                 f"{name}: rows of {info.shape[-1]} weights cannot be stored as {target.name}"
@@ -366,8 +366,8 @@ def quantize_rows(
     """
     n_in = shape[-1]
     n_rows = int(np.prod(shape[:-1], dtype=np.int64))
-    rows_in = raw.reshape(n_rows, row_nbytes(source, n_in))  # uint8 (n_rows, source row bytes)
-    out = np.empty((n_rows, row_nbytes(target, n_in)), dtype=np.uint8)  # uint8 (n_rows, target row bytes)
+    rows_in = raw.reshape(n_rows, LAYOUTS[source].row_bytes(n_in))  # uint8 (n_rows, source row bytes)
+    out = np.empty((n_rows, LAYOUTS[target].row_bytes(n_in)), dtype=np.uint8)  # uint8 (n_rows, target row bytes)
     step = max(1, CHUNK_ELEMENTS // n_in)
     in_flight: collections.deque[concurrent.futures.Future] = collections.deque()
     limit = 2 * getattr(pool, "_max_workers", 1)

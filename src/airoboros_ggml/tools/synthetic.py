@@ -1,7 +1,7 @@
 """Small synthetic Llama models and vocabularies, for tests, examples and benchmarks.
 
 Builds a vocabulary shaped like Llama-2's (unk, BOS, EOS, 256 byte pieces, then word pieces) and random
-weights for every Llama tensor, typed per file type as llama.cpp chose (:mod:`airoboros_ggml.quant_mix`).
+weights for every Llama tensor, typed per file type as llama.cpp chose (:mod:`airoboros_ggml.quants.mix`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 
 from ..formats.tensors import expected_llama_shapes
 from ..formats.writer import RawTensor
-from ..ggml_types import BLOCK_SIZES, FileType, GGMLType, row_nbytes
+from ..ggml_types import LAYOUTS, FileType, GGMLType
 from ..hparams import HParams
-from ..quant_mix import tensor_type
+from ..quants.mix import tensor_type
 from ..vocab import TokenType, Vocab
 
 _LAYER_RE = re.compile(r"blk\.(\d+)\.")
@@ -53,24 +53,16 @@ def random_raw_tensor(ggml_type: GGMLType, shape: tuple[int, ...], rng: np.rando
     Quick to make at any size (benchmarks build 7B-shaped files this way); not a quantization of anything.
     """
     n_rows = int(np.prod(shape[:-1], dtype=np.int64))
-    nbytes = n_rows * row_nbytes(ggml_type, shape[-1])
+    nbytes = n_rows * LAYOUTS[ggml_type].row_bytes(shape[-1])
     if ggml_type in (GGMLType.F32, GGMLType.F16):
         values = rng.standard_normal(shape, dtype=np.float32) * 0.02
         return RawTensor(ggml_type, shape, values)
-    block, size = BLOCK_SIZES[ggml_type]
+    size = LAYOUTS[ggml_type].type_size
     data = rng.integers(0, 256, size=nbytes, dtype=np.uint8).reshape(-1, size)  # uint8 (n_blocks, size)
-    for offset in _fp16_fields(ggml_type):  # small positive scales, 2**-20 .. 2**-16: activations stay finite
+    for offset in LAYOUTS[ggml_type].f16_offsets:  # small positive scales, 2**-20 .. 2**-16: activations stay finite
         scale = rng.uniform(2.0**-20, 2.0**-16, size=len(data)).astype(np.float16)
         data[:, offset : offset + 2] = scale.view(np.uint8).reshape(-1, 2)
     return RawTensor(ggml_type, shape, data.reshape(-1))
-
-
-def _fp16_fields(t: GGMLType) -> tuple[int, ...]:
-    return {
-        GGMLType.Q4_0: (0,), GGMLType.Q4_1: (0, 2), GGMLType.Q5_0: (0,), GGMLType.Q5_1: (0, 2),
-        GGMLType.Q8_0: (0,), GGMLType.Q2_K: (80, 82), GGMLType.Q3_K: (108,), GGMLType.Q4_K: (0, 2),
-        GGMLType.Q5_K: (0, 2), GGMLType.Q6_K: (208,),
-    }[t]
 
 
 def llama_tensor_types(hparams: HParams, ftype: FileType, tied: bool = False) -> dict[str, GGMLType]:

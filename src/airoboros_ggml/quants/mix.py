@@ -7,7 +7,7 @@ TheBloke's (a 7B q4_K_M comes out at 4,080,714,368 bytes as GGML v3).
 
 from __future__ import annotations
 
-from .ggml_types import QK_K, FileType, GGMLType
+from ..ggml_types import QK_K, FileType, GGMLType
 
 _BASE: dict[FileType, GGMLType] = {
     FileType.ALL_F32: GGMLType.F32,
