@@ -16,6 +16,10 @@ import pytest
 import airoboros_ggml as ag
 from test_parallel import divergence_gap
 
+# 16 concurrent SmolLM2 requests against one-by-one runs: minutes on 2 cores, and the fix for its last
+# measured failure (6/16 near-tie divergences with KV reuse on) was not rerun before this landed
+pytestmark = pytest.mark.slow
+
 DECODE_TIE = 0.4
 MIN_PROB = 0.005
 QUESTIONS = ["What is the capital of France?", "Name three colours.", "Count from one to five.",
