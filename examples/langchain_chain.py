@@ -47,9 +47,7 @@ notes = [
 ]
 embeddings = AiroborosGGMLEmbeddings(model_path=model_path, n_ctx=2048)
 retriever = InMemoryVectorStore.from_texts(notes, embedding=embeddings).as_retriever(search_kwargs={"k": 1})
-prompt = ChatPromptTemplate.from_messages(
-    [("system", "Answer in one sentence using this note: {context}"), ("human", "{question}")]
-)
+prompt = ChatPromptTemplate.from_messages([("human", "Note: {context}\n\nUsing the note, answer: {question}")])
 rag = (
     {"context": retriever | (lambda docs: docs[0].page_content), "question": RunnablePassthrough()}
     | prompt

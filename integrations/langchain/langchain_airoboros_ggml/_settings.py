@@ -98,7 +98,7 @@ class ModelSettings(BaseModel):
     """RMSNorm epsilon; None uses the file's value (1e-5 for Llama-2 GGML files)."""
 
     kv_reuse: bool = _LOAD["kv_reuse"].default
-    """Re-use the KV cache for a prompt sharing a prefix with the previous call (results are identical)."""
+    """Re-use the KV cache for a prompt sharing a prefix with the previous call: only the new suffix is evaluated."""
 
     kv_type: Literal["f16", "f32"] = _LOAD["kv_type"].default
     """Storage of cached keys/values: ``f16`` (as llama.cpp) or ``f32``."""

@@ -29,3 +29,21 @@ def shared_models():
     models = [ChatAiroborosGGML(**CHAT).client, AiroborosGGML(**LLM).client]
     assert AiroborosGGMLEmbeddings(**EMBEDDINGS).client is models[1]
     return models
+
+
+@pytest.fixture
+def record_prompts(monkeypatch):
+    """``record(model)`` -> the list every prompt text ``model.format_chat`` renders is appended to."""
+
+    def record(model):
+        seen = []
+        real_format_chat = model.format_chat
+
+        def recording_format_chat(messages):
+            seen.append(real_format_chat(messages))
+            return seen[-1]
+
+        monkeypatch.setattr(model, "format_chat", recording_format_chat)
+        return seen
+
+    return record

@@ -23,16 +23,8 @@ def test_instances_share_one_loaded_model(chat):
     assert ChatAiroborosGGML(**{**CHAT, "temperature": 0.7, "max_tokens": 5}).client is chat.client
 
 
-def test_messages_are_rendered_by_the_model_template(chat, monkeypatch):
-    model = chat.client
-    seen = []
-    real_format_chat = model.format_chat
-
-    def recording_format_chat(messages):
-        seen.append(real_format_chat(messages))
-        return seen[-1]
-
-    monkeypatch.setattr(model, "format_chat", recording_format_chat)
+def test_messages_are_rendered_by_the_model_template(chat, record_prompts):
+    seen = record_prompts(chat.client)
     reply = chat.invoke(
         [
             SystemMessage("Be brief."),

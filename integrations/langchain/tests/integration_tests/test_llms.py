@@ -137,16 +137,8 @@ def test_lcel_chain(llm):
     assert "".join(chain.stream({"country": "France"})).strip()
 
 
-def test_default_prompt_is_the_airoboros_template_exactly(llm, monkeypatch):
-    model = llm.client
-    seen = []
-    real_format_chat = model.format_chat
-
-    def recording_format_chat(messages):
-        seen.append(real_format_chat(messages))
-        return seen[-1]
-
-    monkeypatch.setattr(model, "format_chat", recording_format_chat)
+def test_default_prompt_is_the_airoboros_template_exactly(llm, record_prompts):
+    seen = record_prompts(llm.client)
     llm.invoke("What is 2+2?")
     assert seen == [
         "A chat between a curious user and an assistant. The assistant gives helpful, detailed, accurate, "
