@@ -1,6 +1,7 @@
 """AiroborosGGML on SmolLM2: completion, streaming, chat, async, metadata, stops, per-call options, usage."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
@@ -124,6 +125,14 @@ def test_call_options_apply_to_that_call_only(model):
     assert (llm.temperature, llm.top_k, llm.max_tokens, llm.stop) == (0.9, 10, 6, ["zzz"])
     following = llm.complete(PROMPT, temperature=0)
     assert following.raw["usage"]["completion_tokens"] == 6 or following.raw["finish_reason"] == "stop"
+
+
+def test_concurrent_calls_keep_their_own_options(llm):
+    expected = {n: llm.complete(PROMPT, max_tokens=n).text for n in (2, 5)}
+    with ThreadPoolExecutor(2) as pool:
+        results = dict(zip((2, 5), pool.map(lambda n: llm.complete(PROMPT, max_tokens=n), (2, 5))))
+    assert {n: r.text for n, r in results.items()} == expected
+    assert [results[n].raw["usage"]["completion_tokens"] for n in (2, 5)] == [2, 5]
 
 
 def test_bad_options_are_refused(model):
