@@ -36,11 +36,12 @@ LLAMA_CPP_NAMES = {
 }
 BENCH_NAMES = {"n_predict": "n_gen", "n_prompt": "n_prompt", "reps": "reps", "seed": "seed"}
 # flags that set no option field, each checked by its own test below
+MODEL_SOURCE = {"model", "hf_repo", "hf_file"}  # where the file comes from (-m, or llama.cpp's Hub flags)
 OTHER_FLAGS = {
-    "run": {"model", "prompt", "file", "interactive", "prompt_format", "system", "color", "n_gpu_layers",
+    "run": MODEL_SOURCE | {"prompt", "file", "interactive", "prompt_format", "system", "color", "n_gpu_layers",
             "grammar_file", "json_schema"},
-    "chat": {"model", "prompt_format", "system", "color", "n_gpu_layers", "grammar_file", "json_schema"},
-    "bench": {"model", "json", "n_gpu_layers"},
+    "chat": MODEL_SOURCE | {"prompt_format", "system", "color", "n_gpu_layers", "grammar_file", "json_schema"},
+    "bench": MODEL_SOURCE | {"json", "n_gpu_layers"},
 }
 COMMANDS = ("run", "chat", "bench")
 VALUES = {"n_ctx": 300, "grammar": 'root ::= "a"'}  # values that can run; otherwise 2, 0.5 or "XYZ" by type
@@ -112,16 +113,16 @@ class Stop(Exception):
 @pytest.fixture
 def seen(monkeypatch):
     record = Seen()
-    real_load, real_stream = model_module.load, Model.stream
+    real_load, real_stream = model_module.load, Model._stream
 
     def load(path, **kw):
         model = real_load(path, **kw)
         record.load, record.template = model.options, model.template.name
         return model
 
-    def stream(self, prompt, **sampling):
+    def stream(self, prompt, *args, **kwargs):  # every generation path (stream, stream_chat) passes here
         record.prompts.append(prompt)
-        return real_stream(self, prompt, **sampling)
+        return real_stream(self, prompt, *args, **kwargs)
 
     def generate(self, ids, options, *_):  # where generation would start: record, produce nothing
         record.sampling.append(options)
@@ -132,7 +133,7 @@ def seen(monkeypatch):
         raise Stop
 
     monkeypatch.setattr(run_cli, "load", load)
-    monkeypatch.setattr(Model, "stream", stream)
+    monkeypatch.setattr(Model, "_stream", stream)
     monkeypatch.setattr(Model, "_generate", generate)
     monkeypatch.setattr(model_module, "load", bench_load)  # tools.bench imports it when called
     return record
