@@ -33,6 +33,7 @@ LOAD_FIELDS = (
     "rms_norm_eps",
     "kv_reuse",
     "kv_type",
+    "n_seq",
     "exact_activations",
 )
 """Fields passed to :func:`airoboros_ggml.load_shared` (plus ``prompt_format`` for the generating classes)."""
@@ -102,6 +103,10 @@ class ModelSettings(BaseModel):
 
     kv_type: Literal["f16", "f32"] = _LOAD["kv_type"].default
     """Storage of cached keys/values: ``f16`` (as llama.cpp) or ``f32``."""
+
+    n_seq: int = _LOAD["n_seq"].default
+    """Sequence slots: with more than one, concurrent calls on the shared model (``batch``, ``abatch``,
+    several threads or tasks) are decoded together, one token of each per forward step."""
 
     exact_activations: bool = _LOAD["exact_activations"].default
     """Multiply activations in exact float32 instead of llama.cpp's 8-bit quantized activations (slower)."""
