@@ -55,4 +55,6 @@ def test_attend_one_per_sequence_equals_attend_one_for_each(dtype):
     for i in range(3):
         alone = np.empty_like(q[i])
         attend_one(q[i], k_in[seqs[i], 1], v_in[seqs[i], 1], ends[i], alone)
-        np.testing.assert_array_equal(out[i], alone)  # the same arithmetic, bit for bit
+        # the same arithmetic; the f16 conversion may be vectorised differently in the two kernels (seen on a
+        # clean clone), so allow float32 rounding rather than demanding bit equality
+        np.testing.assert_allclose(out[i], alone, rtol=1e-5, atol=1e-6)
