@@ -128,3 +128,12 @@ def test_chat_reads_turns_until_eof(tiny_bin, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert captured.out.count("\n") >= 3
     assert "context window is 600 tokens" in captured.err  # the long message alone does not fit
+
+
+def test_warmup_compiles_into_the_cache_and_reports_it(tiny_bin, capsys):
+    assert main(["warmup", "-m", str(tiny_bin), "-c", "64", "-np", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"].endswith("tiny.ggmlv3.q4_K_M.bin") and report["seconds"] >= 0
+    assert report["cache_dir"]
+    assert main(["warmup", "-m", str(tiny_bin), "-c", "64", "-np", "2"]) == 0  # same plan: nothing left to do
+    assert "ready in 0.0 s; numba cache:" in capsys.readouterr().out

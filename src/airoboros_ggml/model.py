@@ -33,7 +33,7 @@ from .runtime import KVCache, LlamaForward, LlamaWeights
 from .runtime.blas import set_blas_threads
 from .runtime.kv_cache import KVBatch
 from .runtime.options import LoadOptions
-from .runtime.warmup import warm_up, weight_types
+from .runtime.warmup import kernel_plan, warm_up
 from .tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -84,9 +84,9 @@ class Model:
         self.n_batch = options.n_batch
         self.template: PromptTemplate = get_template(template, chat_template=model_file.vocab.chat_template)
         weights = LlamaWeights.from_model_file(model_file, quantized_activations=not options.exact_activations)
-        self._weight_types = weight_types(weights)
         self._forward = LlamaForward(self.hparams, weights)
         self.n_seq = options.n_seq
+        self._kernel_plan = kernel_plan(weights, options.kv_type, self.n_seq)
         self._cache = KVCache(self.hparams, self.n_ctx, options.kv_type, n_seq=self.n_seq)
         self._lock = threading.Lock()
         self._scheduler: BatchScheduler | None = None
@@ -109,7 +109,7 @@ class Model:
     def _run(self, tokens: Sequence[int], cache: KVCache, all_logits: bool) -> np.ndarray:
         """Evaluate tokens in chunks of n_batch; logits of every token (n, n_vocab) or the last (n_vocab,)."""
         self._set_threads()
-        warm_up(self._weight_types)
+        warm_up(self._kernel_plan)
         outputs = []
         for i in range(0, len(tokens), self.n_batch):
             chunk = np.asarray(tokens[i : i + self.n_batch], dtype=np.int64)
@@ -124,9 +124,20 @@ class Model:
         """One scheduler step: tokens int64 (n_tok,) placed as ``batch`` -> float32 (len(rows), n_vocab) logits."""
         with self._lock:
             self._set_threads()
-            warm_up(self._weight_types)
+            warm_up(self._kernel_plan)
             hidden = self._forward.hidden(tokens, self._cache, batch)  # float32 (n_tok, n_embd)
             return self._forward.logits(hidden[rows])
+
+    def warm_up(self, progress: bool | None = None) -> float:
+        """Compile, or load from numba's on-disk cache, every kernel this model's requests will call.
+
+        Runs by itself before the first evaluation; call it earlier to take the wait at a chosen moment
+        (``airoboros-ggml warmup`` does, to fill the cache of an image). Returns the seconds it took (0
+        when this process already warmed up a model of the same weight types and settings).
+        """
+        with self._lock:
+            self._set_threads()
+            return warm_up(self._kernel_plan, progress=progress)
 
     def _set_threads(self) -> None:
         # numba kernels use n_threads; OpenBLAS (batched matmul) gets one thread so that its spinning
@@ -179,6 +190,7 @@ class Model:
         out = np.zeros((len(all_ids), self.hparams.n_embd), dtype=np.float32)  # float32 (n_texts, n_embd)
         with self._lock:
             self._set_threads()
+            warm_up(self._kernel_plan)
             for row, ids in enumerate(all_ids):
                 cache = KVCache(self.hparams, len(ids), self.options.kv_type)
                 sums = np.zeros(self.hparams.n_embd, dtype=np.float64)  # float64 (n_embd,)

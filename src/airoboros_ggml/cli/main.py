@@ -27,6 +27,7 @@ from .quantize import add_quantize_parser
 from .run import add_run_parsers
 from .serve import add_serve_parser
 from .tokenize import add_tokenize_parser
+from .warmup import add_warmup_parser
 
 log = logging.getLogger("airoboros_ggml")
 
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_convert_parser,
         add_quantize_parser,
         add_perplexity_parser,
+        add_warmup_parser,
     ):
         add(sub)
     return parser

@@ -21,6 +21,7 @@ import numpy as np
 from ..ggml_types import GGMLType, ggml_type
 from . import kernels as K
 from . import tiles
+from .int_group import ActivationBlocks, MatrixGroup, readonly
 from .simd import HAVE_AVX2
 from .traits import TYPE_TRAITS
 
@@ -68,7 +69,7 @@ class WeightMatrix:
     __slots__ = ("raw", "n_out", "n_in", "ggml_type", "quantized_activations", "_w32", "_matvec")
 
     def __init__(self, raw: np.ndarray, ggml_type_: GGMLType, n_in: int, quantized_activations: bool = False) -> None:
-        self.raw = raw  # uint8 (n_out, row_bytes)
+        self.raw = readonly(raw)  # uint8 (n_out, row_bytes); read-only, as file maps are: one kernel specialisation
         self.n_out = raw.shape[0]
         self.n_in = n_in
         self.ggml_type = ggml_type_
@@ -142,12 +143,32 @@ class WeightMatrix:
             list(_pool().map(work, range(n_workers)))
         return out
 
-    def get_rows(self, ids: np.ndarray) -> np.ndarray:
-        """Dequantize selected rows: ids int (k,) -> float32 (k, n_in) (e.g. token-embedding lookup)."""
+    @property
+    def activation_type(self) -> GGMLType | None:
+        """The 8-bit type x is quantized to for the integer kernel (ggml's ``vec_dot_type``), or None.
+
+        None when the products are exact float32 (``quantized_activations`` off, F32/F16, or no AVX2).
+        """
+        if not self.quantized_activations or self.ggml_type not in INT_KERNELS:
+            return None
+        return TYPE_TRAITS[self.ggml_type].activation
+
+    def activation_blocks(self, capacity: int) -> ActivationBlocks:
+        """Reusable buffers for the quantized activations of up to ``capacity`` tokens (see :func:`matrix_group`)."""
+        if self.activation_type is None:
+            raise ValueError(f"{self!r} multiplies exact float32 activations")
+        return ActivationBlocks(self.activation_type, capacity, self.n_in)
+
+    def get_rows(self, ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Dequantize selected rows: ids int (k,) -> float32 (k, n_in) (e.g. token-embedding lookup).
+
+        ``out``: contiguous float32 (k, n_in) to write into instead of a new array.
+        """
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)  # int64 (k,)
         if ids.size and (ids.min() < 0 or ids.max() >= self.n_out):
             raise IndexError(f"row ids must be in [0, {self.n_out}), got min {ids.min()} max {ids.max()}")
-        out = np.empty((ids.shape[0], self.n_in), dtype=np.float32)  # float32 (k, n_in)
+        if out is None:
+            out = np.empty((ids.shape[0], self.n_in), dtype=np.float32)  # float32 (k, n_in)
         K.dequantize_rows(int(self.ggml_type), self.raw, ids, out)
         return out
 
@@ -191,6 +212,23 @@ def prepare_weight(
     if not raw.flags.c_contiguous:
         raise ValueError("raw_rows must be C-contiguous")
     return WeightMatrix(raw, t, n_in, quantized_activations)
+
+
+def matrix_group(mats: list[WeightMatrix] | tuple[WeightMatrix, ...]) -> MatrixGroup:
+    """One parallel kernel call for several matrices that read the same input (e.g. Q, K, V).
+
+    ``group(x, acts, outs, norm=None, eps=0.0, residual=None)`` quantizes ``x`` (RMS-normalised first if
+    ``norm`` is given) once into ``acts`` (:meth:`WeightMatrix.activation_blocks`) and writes every
+    ``outs[i] = x @ W_i.T`` exactly as :meth:`WeightMatrix.matmul` does through 8-bit activations (see
+    :class:`~.int_group.MatrixGroup`).
+
+    Raises:
+        ValueError: a matrix without an integer kernel, or matrices with different inputs or activation types.
+    """
+    act = {m.activation_type for m in mats}
+    if None in act or len(act) != 1 or len({m.n_in for m in mats}) != 1:
+        raise ValueError(f"matrices {list(mats)} do not share one 8-bit activation type and input length")
+    return MatrixGroup([m.raw for m in mats], [m.ggml_type for m in mats], act.pop())
 
 
 def matvec(W: WeightMatrix, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -3,7 +3,7 @@
 Per layer: ``h = x + Wo · attn(rope(Wq·n), rope(Wk·n), Wv·n)`` with ``n = RMSNorm(x) * attn_norm``, then
 ``x = h + W_down · (silu(W_gate · m) * W_up · m)`` with ``m = RMSNorm(h) * ffn_norm``; logits =
 ``output · (RMSNorm(x) * output_norm)``. Prompts go through in chunks of ``n_batch`` tokens using the batched
-``matmul`` kernels; single tokens use ``matvec``.
+``matmul`` kernels; batches of up to ``FEW_TOKENS`` (decode steps) take the fused path of :mod:`.few_tokens`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 
 from ..hparams import HParams
 from .attention import attend
+from .few_tokens import FEW_TOKENS, FewTokenForward
 from .kv_cache import KVBatch, KVCache
 from .rope import apply_rope, rope_tables
 from .weights import LlamaWeights
@@ -49,6 +50,14 @@ class LlamaForward:
     def __init__(self, hparams: HParams, weights: LlamaWeights):
         self.hp = hparams
         self.w = weights
+        self._few: FewTokenForward | None = None
+
+    @property
+    def few(self) -> FewTokenForward:
+        """The lean path of batches up to :data:`~.few_tokens.FEW_TOKENS` tokens (buffers made on first use)."""
+        if self._few is None:
+            self._few = FewTokenForward(self.hp, self.w)
+        return self._few
 
     def embed(self, tokens: np.ndarray) -> np.ndarray:
         """float32 (n_tok, n_embd) embeddings of int token ids (n_tok,)."""
@@ -71,6 +80,8 @@ class LlamaForward:
         batch = cache.batch(n_tok) if batch is None else batch
         if batch.n_tok != n_tok:
             raise ValueError(f"the batch plans {batch.n_tok} tokens, got {n_tok}")
+        if 0 < n_tok <= FEW_TOKENS:
+            return self.few.hidden(np.asarray(tokens, dtype=np.int64), cache, batch)
         cos, sin = rope_tables(batch.positions(), hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale)
         x = self.embed(np.asarray(tokens, dtype=np.int64))  # float32 (n_tok, n_embd)
         for il, layer in enumerate(self.w.layers):
@@ -88,6 +99,8 @@ class LlamaForward:
 
     def logits(self, hidden: np.ndarray) -> np.ndarray:
         """float32 (n_tok, n_vocab) logits of final hidden states float32 (n_tok, n_embd)."""
+        if 0 < hidden.shape[0] <= FEW_TOKENS:
+            return self.few.logits(hidden)
         return _project(self.w.output, hidden)
 
     def _attention(self, il, layer, n, cos, sin, batch: KVBatch, cache: KVCache) -> np.ndarray:

@@ -19,9 +19,14 @@ import dataclasses
 import mmap
 from collections.abc import Sequence
 
+import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from ..hparams import HParams
+from ..quants import simd as S
 
 KV_TYPES = {"f16": np.float16, "f32": np.float32}
 """Storage types of the cache: ``f16`` (as llama.cpp; half the memory) or ``f32`` (exact)."""
@@ -41,6 +46,42 @@ def _lazy_zeros(shape: tuple[int, ...], dtype: type) -> np.ndarray:
         except OSError:  # pragma: no cover - kernels without THP
             pass
     return np.frombuffer(buf, dtype=dtype, count=nbytes // np.dtype(dtype).itemsize).reshape(shape)
+
+
+@intrinsic
+def _kv_put(typingctx, arr, idx, value):
+    """``arr.flat[idx] = value`` for a float32 array, or a uint16 array of f16 bits (rounded to nearest even)."""
+    if not isinstance(arr, types.Array) or arr.dtype not in (types.uint16, types.float32) or value != types.float32:
+        return None
+    half = arr.dtype == types.uint16
+    sig = types.void(arr, idx, value)
+
+    def codegen(context, builder, signature, args):
+        ptr = S.array_ptr(context, builder, signature.args[0], args[0], args[1])
+        if half:
+            bits = builder.bitcast(builder.fptrunc(args[2], ir.HalfType()), S.I16)
+            builder.store(bits, builder.bitcast(ptr, S.I16.as_pointer()))
+        else:
+            builder.store(args[2], ptr)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(cache=True)
+def store_rows(keys, values, start, k, v):
+    """Write k, v float32 (n_tok, n_head_kv, hd) at positions start.. of keys/values (n_head_kv, n_ctx, hd).
+
+    keys/values: float32, or uint16 holding f16 bit patterns (the same rounding as numpy's ``astype``).
+    """
+    n_tok, n_kv, hd = k.shape
+    n_ctx = keys.shape[1]
+    for t in range(n_tok):
+        for h in range(n_kv):
+            o = (h * n_ctx + start + t) * hd
+            for d in range(hd):
+                _kv_put(keys, o + d, k[t, h, d])
+                _kv_put(values, o + d, v[t, h, d])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -170,14 +211,14 @@ class KVCache:
         Args:
             layer: layer index.
             batch: from :meth:`batch` / :meth:`plan`.
-            k: float32 (n_tok, n_head_kv, head_dim) keys after RoPE, rows as in the batch.
-            v: float32 (n_tok, n_head_kv, head_dim) values.
+            k: float32 (n_tok, n_head_kv, head_dim) keys after RoPE, rows as in the batch (C-contiguous).
+            v: float32 (n_tok, n_head_kv, head_dim) values (C-contiguous).
         """
         for s in batch.spans:
-            keys, values = self._layers[s.seq][layer]  # (n_head_kv, n_ctx, head_dim)
-            rows = s.rows
-            keys[:, s.start : s.end] = k[rows].transpose(1, 0, 2)
-            values[:, s.start : s.end] = v[rows].transpose(1, 0, 2)
+            keys, values = self._raw[s.seq][layer]  # (n_head_kv, n_ctx, head_dim) as stored
+            rows_k = np.ascontiguousarray(k[s.rows], dtype=np.float32)  # float32 (span, n_head_kv, hd)
+            rows_v = np.ascontiguousarray(v[s.rows], dtype=np.float32)  # float32 (span, n_head_kv, hd)
+            store_rows(keys, values, s.start, rows_k, rows_v)
 
     def keys(self, layer: int, seq: int, end: int) -> np.ndarray:
         """float32 (n_head_kv, end, head_dim) keys of positions 0..end-1 (a view when stored as f32)."""

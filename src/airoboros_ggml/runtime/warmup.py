@@ -1,56 +1,201 @@
-"""Compile (first run) or load from numba's on-disk cache every kernel a model needs, up front.
+"""Compile (first run) or load from numba's on-disk cache every kernel a model will call, up front.
 
-numba compiles a kernel on its first call and, with ``cache=True``, saves it next to the sources; later
-processes only load it. Warming up on a one-row dummy matrix of each weight type makes the one slow first
-call happen at a known moment, announced in the log, instead of in the middle of the first token.
+numba compiles a kernel on its first call for each new combination of argument types and, with
+``cache=True``, saves the machine code in its cache (``__pycache__`` next to the sources, or
+``NUMBA_CACHE_DIR``); later processes only load it. Warm-up makes that slow first call happen at one
+announced moment instead of in the middle of the first answer.
+
+It runs the model's own forward pass (:class:`.forward.LlamaForward`) over a tiny stand-in model with the
+same weight types layer for layer (one stand-in layer per distinct combination of types), the same KV-cache
+storage type and sequence slots, and zero weights, through every path a real request takes: the
+:data:`SCENARIOS` table (a long prompt through the batched kernels, a short prompt and decode steps through
+:mod:`.few_tokens`, several sequences decoding together). Whatever kernel those paths call is thereby
+compiled, with exactly the argument types the real model passes (read-only weight maps included), and
+nothing else: kernels of weight types the model lacks are never built. A new kernel reached from the forward
+pass needs no entry here; a new *path* is one more row of :data:`SCENARIOS`.
+
+:func:`dispatcher_signatures` lists what the package's kernels have been compiled for, to check that a
+real request after warm-up compiles nothing (tests do).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
+from numba.core.registry import CPUDispatcher
 
 from ..ggml_types import LAYOUTS, GGMLType
+from ..hparams import HParams
 from ..progress import progress_bar
-from ..quants import prepare_weight
-from .weights import LlamaWeights
+from ..quants import WeightMatrix, prepare_weight
+from .few_tokens import FEW_TOKENS
+from .forward import LlamaForward
+from .kv_cache import KVCache
+from .weights import LayerWeights, LlamaWeights
 
 log = logging.getLogger(__name__)
 
-_warm: set[GGMLType] = set()
+_ROLES = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+
+STANDIN = HParams(n_vocab=8, n_embd=256, n_layer=1, n_head=4, n_head_kv=2, n_ff=256, n_rot=64, n_ctx_train=64)
+"""Shape of the stand-in model: every block size divides 256; 4 query heads share 2 KV heads."""
 
 
-def weight_types(weights: LlamaWeights) -> set[GGMLType]:
-    """The ggml types of every matrix of a model."""
-    matrices = [weights.token_embd, weights.output]
+@dataclasses.dataclass(frozen=True)
+class KernelPlan:
+    """What decides which kernel specialisations a model needs (equal plans need the same kernels)."""
+
+    layer_types: tuple[tuple[GGMLType, ...], ...]
+    """Distinct weight types of the layers' (wq, wk, wv, wo, w_gate, w_up, w_down), in first-seen order."""
+    token_embd: GGMLType
+    """Type of the token embedding."""
+    output: GGMLType
+    """Type of the output matrix."""
+    quantized_activations: bool
+    """Products through 8-bit activations (the model's ``not exact_activations``)."""
+    kv_type: str
+    """KV-cache storage (``f16``/``f32``)."""
+    multi_sequence: bool
+    """Several sequence slots (``n_seq > 1``): decode steps of several sequences run as one batch."""
+
+    @property
+    def weight_types(self) -> set[GGMLType]:
+        """Every weight type of the model's matrices."""
+        return {t for types in self.layer_types for t in types} | {self.token_embd, self.output}
+
+    def describe(self) -> str:
+        """A short description for the log: types, activations, cache."""
+        types = ", ".join(sorted(t.name for t in self.weight_types))
+        acts = "8-bit" if self.quantized_activations else "exact"
+        return f"{types}; {acts} activations; {self.kv_type} cache" + ("; n_seq > 1" if self.multi_sequence else "")
+
+
+def kernel_plan(weights: LlamaWeights, kv_type: str = "f16", n_seq: int = 1) -> KernelPlan:
+    """The :class:`KernelPlan` of a model's weights and cache settings."""
+    seen: dict[tuple[GGMLType, ...], None] = {}
     for layer in weights.layers:
-        matrices += [layer.wq, layer.wk, layer.wv, layer.wo, layer.w_gate, layer.w_up, layer.w_down]
-    return {m.ggml_type for m in matrices}
+        seen.setdefault(tuple(getattr(layer, role).ggml_type for role in _ROLES), None)
+    return KernelPlan(
+        layer_types=tuple(seen),
+        token_embd=weights.token_embd.ggml_type,
+        output=weights.output.ggml_type,
+        quantized_activations=weights.token_embd.quantized_activations,
+        kv_type=kv_type,
+        multi_sequence=n_seq > 1,
+    )
 
 
-def warm_up(types: set[GGMLType], n_in: int = 256) -> None:
-    """Run matvec (exact and 8-bit activations), matmul and get_rows once per type on a zero matrix.
+def _zero_matrix(t: GGMLType, n_out: int, n_in: int, quantized: bool) -> WeightMatrix:
+    """A read-only all-zero matrix (zero scales are valid blocks of every type)."""
+    raw = np.zeros((n_out, LAYOUTS[t].row_bytes(n_in)), dtype=np.uint8)  # uint8 (n_out, row_bytes)
+    raw.flags.writeable = False
+    return prepare_weight(raw, t, n_in, quantized)
 
-    Zero scales are valid blocks.
-    """
-    todo = sorted(types - _warm)
-    if not todo:
+
+def _readonly_ones(n: int) -> np.ndarray:
+    v = np.ones(n, np.float32)  # float32 (n,) a norm weight, read-only like the file's
+    v.flags.writeable = False
+    return v
+
+
+def standin_forward(plan: KernelPlan) -> LlamaForward:
+    """A zero-weight model of shape :data:`STANDIN` with the plan's weight types, one layer per type set."""
+    hp = STANDIN.replace(n_layer=len(plan.layer_types))
+    q = plan.quantized_activations
+    shapes = {"wq": (hp.n_embd, hp.n_embd), "wk": (hp.n_embd_kv, hp.n_embd), "wv": (hp.n_embd_kv, hp.n_embd),
+              "wo": (hp.n_embd, hp.n_embd), "w_gate": (hp.n_ff, hp.n_embd), "w_up": (hp.n_ff, hp.n_embd),
+              "w_down": (hp.n_embd, hp.n_ff)}
+    layers = [
+        LayerWeights(
+            attn_norm=_readonly_ones(hp.n_embd),
+            ffn_norm=_readonly_ones(hp.n_embd),
+            **{role: _zero_matrix(t, *shapes[role], q) for role, t in zip(_ROLES, types, strict=True)},
+        )
+        for types in plan.layer_types
+    ]
+    weights = LlamaWeights(
+        token_embd=_zero_matrix(plan.token_embd, hp.n_vocab, hp.n_embd, q),
+        output_norm=_readonly_ones(hp.n_embd),
+        output=_zero_matrix(plan.output, hp.n_vocab, hp.n_embd, q),
+        layers=layers,
+    )
+    return LlamaForward(hp, weights)
+
+
+def _long_prompt(fwd: LlamaForward, plan: KernelPlan) -> None:
+    """A prompt batch longer than the few-token path (tiled/batched products, numpy attention), all logits."""
+    cache = KVCache(fwd.hp, FEW_TOKENS + 8, plan.kv_type)
+    fwd.logits(fwd.hidden(np.zeros(FEW_TOKENS + 1, np.int64), cache))
+
+
+def _short_prompt_and_decode(fwd: LlamaForward, plan: KernelPlan) -> None:
+    """A 2-token prompt, then two decode steps with their logits (the :mod:`.few_tokens` path)."""
+    cache = KVCache(fwd.hp, 8, plan.kv_type)
+    fwd.logits(fwd.hidden(np.zeros(2, np.int64), cache)[-1:])
+    for _ in range(2):
+        fwd.logits(fwd.hidden(np.zeros(1, np.int64), cache))
+
+
+def _sequences(fwd: LlamaForward, plan: KernelPlan) -> None:
+    """One decode token in each of two sequence slots, as the continuous-batching scheduler runs them."""
+    if not plan.multi_sequence:
         return
+    cache = KVCache(fwd.hp, 8, plan.kv_type, n_seq=2)
+    for seq in (0, 1):
+        fwd.hidden(np.zeros(1, np.int64), cache, cache.batch(1, seq))
+    fwd.logits(fwd.hidden(np.zeros(2, np.int64), cache, cache.plan([(0, 1), (1, 1)])))
+
+
+SCENARIOS: tuple[tuple[str, Callable[[LlamaForward, KernelPlan], None]], ...] = (
+    ("long prompt", _long_prompt),
+    ("decode", _short_prompt_and_decode),
+    ("sequences", _sequences),
+)
+"""The paths a request can take, each run once on the stand-in model: (name, run(forward, plan))."""
+
+_warm: set[KernelPlan] = set()
+
+
+def warm_up(plan: KernelPlan, progress: bool | None = None) -> float:
+    """Compile or load every kernel ``plan`` needs (once per plan and process); return the seconds it took."""
+    if plan in _warm:
+        return 0.0
     log.info("preparing numba kernels for %s (compiled on the first run, then loaded from the on-disk cache)",
-             ", ".join(t.name for t in todo))
+             plan.describe())
     start = time.perf_counter()
-    x = np.ones((3, n_in), dtype=np.float32)  # float32 (3, n_in)
-    with progress_bar(len(todo), "kernels", unit="type") as bar:
-        for t in todo:
-            bar.set_postfix_str(t.name)
-            raw = np.zeros((4, LAYOUTS[t].row_bytes(n_in)), dtype=np.uint8)  # uint8 (4, row_bytes)
-            w = prepare_weight(raw, t, n_in)
-            w.matvec(x[0])
-            prepare_weight(raw, t, n_in, quantized_activations=True).matvec(x[0])
-            w.matmul(x)
-            w.get_rows(np.array([0, 3]))
-            _warm.add(t)
+    fwd = standin_forward(plan)
+    with progress_bar(len(SCENARIOS), "kernels", unit="path", progress=progress) as bar:
+        for name, run in SCENARIOS:
+            bar.set_postfix_str(name)
+            run(fwd, plan)
             bar.update(1)
-    log.info("kernels ready in %.1f s", time.perf_counter() - start)
+    _warm.add(plan)
+    seconds = time.perf_counter() - start
+    log.info("kernels ready in %.1f s", seconds)
+    return seconds
+
+
+def dispatcher_signatures(prefix: str = "airoboros_ggml") -> dict[str, int]:
+    """Number of compiled (or cache-loaded) signatures of every numba kernel in the package's loaded modules."""
+    out = {}
+    for name, module in list(sys.modules.items()):
+        if not (name == prefix or name.startswith(prefix + ".")) or module is None:
+            continue
+        for attr, value in list(vars(module).items()):
+            if isinstance(value, CPUDispatcher) and value.py_func.__module__ == name:
+                out[f"{name}.{attr}"] = len(value.overloads)
+    return out
+
+
+
+def cache_dir() -> str | None:
+    """Where numba keeps this package's compiled kernels (``NUMBA_CACHE_DIR``, or ``__pycache__`` by the sources)."""
+    from .step_kernels import silu_mul_into
+
+    cache = getattr(silu_mul_into, "_cache", None)
+    return getattr(cache, "_cache_path", None)

@@ -1,0 +1,252 @@
+"""Several integer matrix products over one set of 8-bit activations, in one parallel region.
+
+A decode step multiplies the same input vector by several matrices (Q, K and V; gate and up). Through
+:meth:`.weight.WeightMatrix.matmul` each product quantized the input again and ran its own ``prange``
+region. Here the input is (optionally RMS-normalised and) quantized once into reusable
+:class:`ActivationBlocks`, and the rows of every matrix of a :class:`MatrixGroup` are split into tasks of
+one parallel loop; a residual ``x += out[0]`` can be folded in after it. The per-row work is the integer
+row kernels of :mod:`.int_dot` (K-quants over Q8_K) and :mod:`.int_dot_legacy` (Q4_0/Q5_0/Q8_0 over Q8_0,
+Q4_1/Q5_1 over Q8_1), so every product equals the one :func:`~.int_dot.matmul_via_q8_k` and friends give.
+
+One driver per activation type (the families differ in the types of their per-block side arrays), each
+taking a group of up to :data:`MAX_GROUP` matrices as a tuple (shorter groups are padded with empty
+entries, so one compiled specialisation serves every group size).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+
+from ..ggml_types import GGMLType
+from .fused import ROWS_PER_TASK
+from .int_dot import _rows as _rows_q8_k
+from .int_dot_legacy import _rows_q8_0, _rows_q8_1
+from .q8_activations import QK8, QK_K, quantize_q8_0_into, quantize_q8_1_into, quantize_q8_k_into
+
+MAX_GROUP = 3
+"""Matrices per group (Q, K, V)."""
+
+_AUX = {  # activation type -> (elements per side value, dtype of the side array)
+    GGMLType.Q8_K: (16, np.int16),  # bsums: sum of each 16 codes
+    GGMLType.Q8_0: (QK8, np.int16),  # sums: sum of each block's codes
+    GGMLType.Q8_1: (QK8, np.float32),  # s: fp16(d * sum of codes)
+}
+_BLOCK = {GGMLType.Q8_K: QK_K, GGMLType.Q8_0: QK8, GGMLType.Q8_1: QK8}
+
+
+@numba.njit(cache=True, fastmath=False)
+def rms_norm_into(x, w, eps, out):
+    """``out = x / sqrt(mean(x²) + eps) * w`` per row: x float32 (n_tok, n), w float32 (n,) -> out (n_tok, n).
+
+    The mean of squares is accumulated in float64 (numpy reference: ``airoboros_ggml.runtime.forward.rms_norm``).
+    """
+    n = x.shape[1]
+    for t in range(x.shape[0]):
+        ss = 0.0
+        for i in range(n):
+            v = np.float64(x[t, i])
+            ss += v * v
+        scale = np.float32(1.0 / np.sqrt(ss / n + eps))
+        for i in range(n):
+            out[t, i] = x[t, i] * scale * w[i]
+
+
+@numba.njit(cache=True)
+def _prepare(x, norm_w, eps, xn):
+    """The rows to quantize: x itself, or its RMS norm (in ``xn``) when ``norm_w`` is not empty."""
+    if norm_w.shape[0] == 0:
+        return x
+    rms_norm_into(x, norm_w, eps, xn)
+    return xn
+
+
+@numba.njit(cache=True)
+def _task_owner(starts, c):
+    """Index i of the matrix whose tasks ``starts[i] <= c < starts[i + 1]`` contain task c."""
+    i = 0
+    while c >= starts[i + 1]:
+        i += 1
+    return i
+
+
+@numba.njit(cache=True)
+def _add_into(residual, y):
+    """Residual += y (float32 (n_tok, n) each) when ``residual`` is not empty."""
+    if residual.shape[0] == 0:
+        return
+    for t in range(residual.shape[0]):
+        for i in range(residual.shape[1]):
+            residual[t, i] += y[t, i]
+
+
+@numba.njit(cache=True, parallel=True)
+def group_q8_k(x, norm_w, eps, xn, qs, d, bsums, kinds, raws, starts, outs, residual):
+    """K-quant matrices times Q8_K activations of x, in one parallel loop.
+
+    x float32 (n_tok, n_in); norm_w float32 (n_in,) or empty (no norm); xn float32 (n_tok, n_in) scratch;
+    qs int8 (n_tok, n_in), d float32 (n_tok, n_in/256), bsums int16 (n_tok, n_in/16) activation buffers;
+    kinds int64 (MAX_GROUP,); raws tuple of uint8 (n_out_i, row_bytes_i); starts int64 (MAX_GROUP + 1,)
+    cumulative task counts; outs tuple of float32 (n_tok, n_out_i); residual float32 (n_tok, n_out_0)
+    += outs[0], or empty.
+    """
+    n_tok = x.shape[0]
+    src = _prepare(x, norm_w, eps, xn)
+    for t in range(n_tok):
+        quantize_q8_k_into(src[t], qs[t], d[t], bsums[t])
+    for c in numba.prange(starts[-1]):
+        i = _task_owner(starts, c)
+        raw = raws[i]
+        r0 = (c - starts[i]) * ROWS_PER_TASK
+        acc = np.empty(n_tok, np.float32)  # float32 (n_tok,) per-task accumulator
+        _rows_q8_k(kinds[i], raw, r0, min(raw.shape[0], r0 + ROWS_PER_TASK), qs, d, bsums, acc, outs[i])
+    _add_into(residual, outs[0])
+
+
+@numba.njit(cache=True, parallel=True)
+def group_q8_0(x, norm_w, eps, xn, qs, d, sums, kinds, raws, starts, outs, residual):
+    """Q4_0/Q5_0/Q8_0 matrices times Q8_0 activations of x; arguments as :func:`group_q8_k` (sums int16)."""
+    n_tok = x.shape[0]
+    src = _prepare(x, norm_w, eps, xn)
+    for t in range(n_tok):
+        quantize_q8_0_into(src[t], qs[t], d[t], sums[t])
+    for c in numba.prange(starts[-1]):
+        i = _task_owner(starts, c)
+        raw = raws[i]
+        r0 = (c - starts[i]) * ROWS_PER_TASK
+        acc = np.empty(n_tok, np.float32)  # float32 (n_tok,) per-task accumulator
+        _rows_q8_0(kinds[i], raw, r0, min(raw.shape[0], r0 + ROWS_PER_TASK), qs, d, sums, acc, outs[i])
+    _add_into(residual, outs[0])
+
+
+@numba.njit(cache=True, parallel=True)
+def group_q8_1(x, norm_w, eps, xn, qs, d, s, kinds, raws, starts, outs, residual):
+    """Q4_1/Q5_1 matrices times Q8_1 activations of x; arguments as :func:`group_q8_k` (s float32)."""
+    n_tok = x.shape[0]
+    src = _prepare(x, norm_w, eps, xn)
+    for t in range(n_tok):
+        quantize_q8_1_into(src[t], qs[t], d[t], s[t])
+    for c in numba.prange(starts[-1]):
+        i = _task_owner(starts, c)
+        raw = raws[i]
+        r0 = (c - starts[i]) * ROWS_PER_TASK
+        acc = np.empty(n_tok, np.float32)  # float32 (n_tok,) per-task accumulator
+        _rows_q8_1(kinds[i], raw, r0, min(raw.shape[0], r0 + ROWS_PER_TASK), qs, d, s, acc, outs[i])
+    _add_into(residual, outs[0])
+
+
+GROUP_KERNELS = {GGMLType.Q8_K: group_q8_k, GGMLType.Q8_0: group_q8_0, GGMLType.Q8_1: group_q8_1}
+"""The grouped driver of each activation type."""
+
+_NO_NORM = np.zeros(0, np.float32)
+_NO_NORM.flags.writeable = False  # norm weights are read-only views of the file
+_NO_RESIDUAL = np.zeros((0, 0), np.float32)
+
+
+class ActivationBlocks:
+    """Reusable 8-bit activation blocks of up to ``capacity`` tokens of ``n`` elements (one activation type).
+
+    Attributes:
+        act_type: Q8_K, Q8_0 or Q8_1.
+        qs: int8 (capacity, n) codes.
+        d: float32 (capacity, n / block) block scales.
+        aux: per-block side values: int16 (capacity, n/16) ``bsums`` (Q8_K), int16 (capacity, n/32) ``sums``
+            (Q8_0) or float32 (capacity, n/32) ``s`` (Q8_1) (see :mod:`.q8_activations`).
+        xn: float32 (capacity, n) scratch for the normalised input.
+    """
+
+    __slots__ = ("act_type", "capacity", "n", "qs", "d", "aux", "xn", "_views")
+
+    def __init__(self, act_type: GGMLType, capacity: int, n: int) -> None:
+        if act_type not in _AUX:
+            raise ValueError(f"{act_type.name} is not an activation type")
+        block = _BLOCK[act_type]
+        if n % block:
+            raise ValueError(f"{act_type.name} needs a multiple of {block} elements, got {n}")
+        per, dtype = _AUX[act_type]
+        self.act_type = act_type
+        self.capacity = capacity
+        self.n = n
+        self.qs = np.zeros((capacity, n), np.int8)  # int8 (capacity, n)
+        self.d = np.zeros((capacity, n // block), np.float32)  # float32 (capacity, n/block)
+        self.aux = np.zeros((capacity, n // per), dtype)  # int16 or float32 (capacity, n/per)
+        self.xn = np.zeros((capacity, n), np.float32)  # float32 (capacity, n)
+        self._views: dict[int, tuple[np.ndarray, ...]] = {}
+
+    def rows(self, n_tok: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(xn, qs, d, aux) of the first n_tok tokens: contiguous views, made once per n_tok."""
+        views = self._views.get(n_tok)
+        if views is None:
+            if not 0 < n_tok <= self.capacity:
+                raise ValueError(f"{n_tok} tokens do not fit activation buffers of {self.capacity}")
+            views = self._views[n_tok] = (self.xn[:n_tok], self.qs[:n_tok], self.d[:n_tok], self.aux[:n_tok])
+        return views
+
+    def dequantize(self, n_tok: int) -> np.ndarray:
+        """float32 (n_tok, n) values d*q of the first n_tok rows (tests)."""
+        block = _BLOCK[self.act_type]
+        q = self.qs[:n_tok].reshape(-1, block).astype(np.float32)
+        return (q * self.d[:n_tok].reshape(-1, 1)).reshape(n_tok, self.n)
+
+
+class MatrixGroup:
+    """Up to :data:`MAX_GROUP` quantized matrices with the same input length and activation type.
+
+    Args:
+        raws: uint8 (n_out_i, row_bytes_i) rows of each matrix.
+        types: their weight types.
+        act_type: the activation type they all multiply (``TypeTraits.activation``).
+    """
+
+    __slots__ = ("act_type", "n_outs", "_kinds", "_raws", "_starts", "_kernel")
+
+    def __init__(self, raws: Sequence[np.ndarray], types: Sequence[GGMLType], act_type: GGMLType) -> None:
+        if not 1 <= len(raws) <= MAX_GROUP or len(raws) != len(types):
+            raise ValueError(f"a group holds 1 to {MAX_GROUP} matrices, got {len(raws)}")
+        self.act_type = act_type
+        self.n_outs = tuple(int(r.shape[0]) for r in raws)
+        pad = MAX_GROUP - len(raws)
+        self._kinds = np.array([int(t) for t in types] + [int(types[0])] * pad, np.int64)  # int64 (MAX_GROUP,)
+        self._raws = tuple(readonly(r) for r in raws) + (readonly(raws[0]),) * pad
+        tasks = [(n + ROWS_PER_TASK - 1) // ROWS_PER_TASK for n in self.n_outs] + [0] * pad
+        self._starts = np.concatenate([[0], np.cumsum(tasks)]).astype(np.int64)  # int64 (MAX_GROUP + 1,)
+        self._kernel = GROUP_KERNELS[act_type]
+
+    def __call__(
+        self,
+        x: np.ndarray,
+        acts: ActivationBlocks,
+        outs: Sequence[np.ndarray],
+        norm: np.ndarray | None = None,
+        eps: float = 0.0,
+        residual: np.ndarray | None = None,
+    ) -> None:
+        """``outs[i] = norm(x) @ W_i.T`` through 8-bit activations; then ``residual += outs[0]`` if given.
+
+        Args:
+            x: float32 (n_tok, n_in) contiguous, n_tok <= ``acts.capacity``.
+            acts: activation buffers of this group's type and n_in.
+            outs: float32 (n_tok, n_out_i) contiguous, one per matrix.
+            norm: float32 (n_in,) RMSNorm weight applied to x first (``rms_norm_into``), or None; pass a
+                read-only array (:func:`readonly`, as file-mapped norms are) to reuse one compiled kernel.
+            eps: RMSNorm epsilon.
+            residual: float32 (n_tok, n_out_0) updated in place, or None.
+        """
+        outs = tuple(outs)
+        outs += (outs[0],) * (MAX_GROUP - len(outs))
+        xn, qs, d, aux = acts.rows(x.shape[0])
+        self._kernel(
+            x, _NO_NORM if norm is None else norm, float(eps), xn, qs, d, aux, self._kinds, self._raws,
+            self._starts, outs, _NO_RESIDUAL if residual is None else residual,
+        )
+
+
+def readonly(raw: np.ndarray) -> np.ndarray:
+    """``raw`` as a read-only view (weights from files are read-only maps: one compiled specialisation for both)."""
+    if not raw.flags.writeable:
+        return raw
+    view = raw.view()
+    view.flags.writeable = False
+    return view
