@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 F16_TABLE: np.ndarray = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
 """float32 (65536,): value of every half-precision bit pattern."""
@@ -20,10 +23,36 @@ def f16_at(raw, off):
     return F16_TABLE[np.int64(raw[off]) | (np.int64(raw[off + 1]) << 8)]
 
 
+@intrinsic
+def f32_bits(typingctx, f):
+    """The IEEE bit pattern of float32 ``f`` as uint32 (a register bitcast: no array, no exception path)."""
+    if f != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(f), codegen
+
+
+@intrinsic
+def f32_at(typingctx, raw, off):
+    """The little-endian float32 stored at ``raw[off:off+4]`` of a contiguous uint8 array."""
+    if not isinstance(raw, types.Array) or raw.dtype != types.uint8:
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), ir.FloatType().as_pointer())
+        return builder.load(ptr, align=1)
+
+    return types.float32(raw, off), codegen
+
+
 @numba.njit(cache=True)
 def f32_to_f16_bits(f):
     """IEEE half bit pattern (int) of float32 ``f``, rounding to nearest even; overflow -> inf."""
-    b = np.int64(np.array([np.float32(f)]).view(np.uint32)[0])
+    b = np.int64(f32_bits(np.float32(f)))
     sign = (b >> 16) & 0x8000
     exp = (b >> 23) & 0xFF
     mant = b & 0x7FFFFF

@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from ..ggml_types import GGMLType
-from .fp16 import F16_TABLE
+from .fp16 import F16_TABLE, f32_at
 
 # Type ids as plain ints, the form numba compares against (compile-time constants in the kernels).
 F32, F16 = int(GGMLType.F32), int(GGMLType.F16)
@@ -76,7 +76,7 @@ def decode_row(code, row, out):
     n = out.shape[0]
     if code == F32:
         for i in range(n):
-            out[i] = np.array([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]]).view(np.float32)[0]
+            out[i] = f32_at(row, 4 * i)
     elif code == F16:
         for i in range(n):
             out[i] = _h(row, 2 * i)
@@ -189,10 +189,14 @@ def decode_row(code, row, out):
                         out[base + 32 * t] = (d * np.float32(sv - 256 if sv > 127 else sv)) * np.float32(q)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def dequantize_rows(code, raw, ids, out):
-    """out[i] = dequantized raw[ids[i]]: raw uint8 (n_rows, row_bytes), out float32 (len(ids), n)."""
-    for i in numba.prange(ids.shape[0]):
+    """out[i] = dequantized raw[ids[i]]: raw uint8 (n_rows, row_bytes), out float32 (len(ids), n).
+
+    Serial: a token-embedding lookup is a few rows (a 512-token prompt of a 7B model: ~5 ms), and a
+    ``parallel=True`` kernel costs seconds more to compile on a cold start.
+    """
+    for i in range(ids.shape[0]):
         decode_row(code, raw[ids[i]], out[i])
 
 

@@ -21,10 +21,15 @@ real request after warm-up compiles nothing (tests do).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from numba.core.registry import CPUDispatcher
@@ -67,6 +72,21 @@ class KernelPlan:
     def weight_types(self) -> set[GGMLType]:
         """Every weight type of the model's matrices."""
         return {t for types in self.layer_types for t in types} | {self.token_embd, self.output}
+
+    def to_json(self) -> str:
+        """The plan as JSON (type names), for :meth:`from_json` in a helper process."""
+        d = dataclasses.asdict(self)
+        d["layer_types"] = [[t.name for t in types] for types in self.layer_types]
+        d["token_embd"], d["output"] = self.token_embd.name, self.output.name
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> KernelPlan:
+        """The plan :meth:`to_json` wrote."""
+        d = json.loads(text)
+        d["layer_types"] = tuple(tuple(GGMLType[t] for t in types) for types in d["layer_types"])
+        d["token_embd"], d["output"] = GGMLType[d["token_embd"]], GGMLType[d["output"]]
+        return cls(**d)
 
     def describe(self) -> str:
         """A short description for the log: types, activations, cache."""
@@ -127,18 +147,22 @@ def standin_forward(plan: KernelPlan) -> LlamaForward:
     return LlamaForward(hp, weights)
 
 
-def _long_prompt(fwd: LlamaForward, plan: KernelPlan) -> None:
-    """A prompt batch longer than the few-token path (tiled/batched products, numpy attention), all logits."""
+def _prompt_and_logits(fwd: LlamaForward, plan: KernelPlan) -> None:
+    """A prompt longer than the few-token path (batched products, numpy attention), then logits.
+
+    Logits of all its rows, and of its last row alone (the output matrix as every generation step multiplies it).
+    """
     cache = KVCache(fwd.hp, FEW_TOKENS + 8, plan.kv_type)
-    fwd.logits(fwd.hidden(np.zeros(FEW_TOKENS + 1, np.int64), cache))
+    hidden = fwd.hidden(np.zeros(FEW_TOKENS + 1, np.int64), cache)
+    fwd.logits(hidden)
+    fwd.logits(hidden[-1:])
 
 
 def _short_prompt_and_decode(fwd: LlamaForward, plan: KernelPlan) -> None:
-    """A 2-token prompt, then two decode steps with their logits (the :mod:`.few_tokens` path)."""
+    """A 2-token prompt, then two decode steps (the :mod:`.few_tokens` path through every layer)."""
     cache = KVCache(fwd.hp, 8, plan.kv_type)
-    fwd.logits(fwd.hidden(np.zeros(2, np.int64), cache)[-1:])
-    for _ in range(2):
-        fwd.logits(fwd.hidden(np.zeros(1, np.int64), cache))
+    for n_tok in (2, 1, 1):
+        fwd.hidden(np.zeros(n_tok, np.int64), cache)
 
 
 def _sequences(fwd: LlamaForward, plan: KernelPlan) -> None:
@@ -148,36 +172,82 @@ def _sequences(fwd: LlamaForward, plan: KernelPlan) -> None:
     cache = KVCache(fwd.hp, 8, plan.kv_type, n_seq=2)
     for seq in (0, 1):
         fwd.hidden(np.zeros(1, np.int64), cache, cache.batch(1, seq))
-    fwd.logits(fwd.hidden(np.zeros(2, np.int64), cache, cache.plan([(0, 1), (1, 1)])))
+    fwd.hidden(np.zeros(2, np.int64), cache, cache.plan([(0, 1), (1, 1)]))
 
 
 SCENARIOS: tuple[tuple[str, Callable[[LlamaForward, KernelPlan], None]], ...] = (
-    ("long prompt", _long_prompt),
+    ("prompt and logits", _prompt_and_logits),
     ("decode", _short_prompt_and_decode),
     ("sequences", _sequences),
 )
 """The paths a request can take, each run once on the stand-in model: (name, run(forward, plan))."""
 
+HELPER_SCENARIO = "prompt and logits"
+"""The scenario a helper process compiles on a cold cache while this process compiles the others: the long
+prompt path and the output matrix's products, versus the layers' few-token path (their kernels are disjoint
+but for a few shared ones of identical signature, whose cache entries then agree)."""
+
 _warm: set[KernelPlan] = set()
 
 
-def warm_up(plan: KernelPlan, progress: bool | None = None) -> float:
-    """Compile or load every kernel ``plan`` needs (once per plan and process); return the seconds it took."""
+def warm_up(plan: KernelPlan, progress: bool | None = None, helper: bool | None = None) -> float:
+    """Compile or load every kernel ``plan`` needs (once per plan and process); return the seconds it took.
+
+    Args:
+        plan: from :func:`kernel_plan`.
+        progress: draw a progress bar (default: on a terminal with INFO logging).
+        helper: compile :data:`HELPER_SCENARIO` in a second process meanwhile (both cores; numba compiles one
+            kernel at a time per process). Default: when this plan has no marker in the cache directory yet
+            (first run) and the machine has two or more cores.
+    """
     if plan in _warm:
         return 0.0
     log.info("preparing numba kernels for %s (compiled on the first run, then loaded from the on-disk cache)",
              plan.describe())
     start = time.perf_counter()
+    marker = _marker(plan)
+    if helper is None:
+        helper = (os.cpu_count() or 1) > 1 and marker is not None and not marker.exists()
+    worker = _start_helper(plan) if helper else None
+    scenarios = sorted(SCENARIOS, key=lambda s: worker is not None and s[0] == HELPER_SCENARIO)  # helper's last
     fwd = standin_forward(plan)
-    with progress_bar(len(SCENARIOS), "kernels", unit="path", progress=progress) as bar:
-        for name, run in SCENARIOS:
+    with progress_bar(len(scenarios), "kernels", unit="path", progress=progress) as bar:
+        for name, run in scenarios:
             bar.set_postfix_str(name)
+            if worker is not None and name == HELPER_SCENARIO and worker.wait() != 0:
+                log.debug("warm-up helper failed (exit %s); compiling here", worker.returncode)
             run(fwd, plan)
             bar.update(1)
     _warm.add(plan)
+    if marker is not None:
+        try:
+            marker.touch()
+        except OSError:  # a read-only cache: nothing to remember
+            pass
     seconds = time.perf_counter() - start
     log.info("kernels ready in %.1f s", seconds)
     return seconds
+
+
+def _marker(plan: KernelPlan) -> Path | None:
+    """File in the cache directory that says this plan was warmed up there once (None: no cache directory)."""
+    where = cache_dir()
+    if where is None:
+        return None
+    digest = hashlib.sha256(plan.to_json().encode()).hexdigest()[:16]
+    return Path(where) / f"airoboros-warm-{digest}"
+
+
+def _start_helper(plan: KernelPlan) -> subprocess.Popen | None:
+    """A process running :data:`HELPER_SCENARIO` of ``plan`` (same interpreter and numba cache), or None."""
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", __name__, plan.to_json(), HELPER_SCENARIO],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    except OSError as e:
+        log.debug("no warm-up helper process: %s", e)
+        return None
 
 
 def dispatcher_signatures(prefix: str = "airoboros_ggml") -> dict[str, int]:
@@ -199,3 +269,17 @@ def cache_dir() -> str | None:
 
     cache = getattr(silu_mul_into, "_cache", None)
     return getattr(cache, "_cache_path", None)
+
+
+def _helper_main(argv: list[str]) -> int:
+    """Entry point of the helper process: ``python -m airoboros_ggml.runtime.warmup PLAN_JSON SCENARIO``."""
+    plan = KernelPlan.from_json(argv[0])
+    fwd = standin_forward(plan)
+    for name, run in SCENARIOS:
+        if name in argv[1:]:
+            run(fwd, plan)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_helper_main(sys.argv[1:]))
