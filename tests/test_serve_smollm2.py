@@ -1,0 +1,132 @@
+"""The server on SmolLM2, in its own process, with real clients: ``openai`` (sync, async, streaming) and
+``langchain-openai``'s ``ChatOpenAI``; and a SIGTERM that drains the requests in flight before exiting 0.
+
+The server decodes with 4 sequence slots and no KV reuse; the answers are compared with the same model
+loaded alone in the test process. Requests sent one at a time run alone in the batch: the same arithmetic,
+so the same text exactly. Concurrent requests share steps; see ``SHARED_STEPS_EXACT``.
+"""
+
+import asyncio
+import json
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+openai = pytest.importorskip("openai")
+httpx = pytest.importorskip("httpx")
+
+import airoboros_ggml as ag  # noqa: E402
+from server_process import ServerProcess, serve_code  # noqa: E402
+
+GREEDY = {"temperature": 0.0, "max_tokens": 24}
+QUESTIONS = ["What is the capital of France?", "Name three colours.", "Who wrote Hamlet?", "What is 2+2?"]
+
+
+def ask(question):
+    return [{"role": "user", "content": question}]
+
+
+@pytest.fixture(scope="module")
+def alone(smollm2):
+    model = ag.load(smollm2, n_ctx=512, prompt_format="auto", kv_reuse=False)
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="module")
+def expected(alone):
+    return {q: alone.chat(ask(q), **GREEDY) for q in QUESTIONS}
+
+
+@pytest.fixture(scope="module")
+def server(smollm2):
+    process = ServerProcess(serve_code(n_ctx=512, n_seq=4, kv_reuse=False))
+    yield process
+    process.stop()
+
+
+def test_openai_client_sync_streaming_and_async(server, expected):
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    assert [m.id for m in client.models.list()] == ["smollm2"]
+    question = QUESTIONS[0]
+    reply = client.chat.completions.create(model="smollm2", messages=ask(question), **GREEDY)
+    assert reply.choices[0].message.content == expected[question].text
+    assert reply.choices[0].finish_reason == expected[question].finish_reason
+    assert reply.usage.prompt_tokens == expected[question].usage.prompt_tokens
+    assert reply.usage.completion_tokens == len(expected[question].tokens)
+    stream = client.chat.completions.create(model="smollm2", messages=ask(question), stream=True, **GREEDY)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == expected[question].text
+
+    async def concurrently():
+        aclient = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        replies = await asyncio.gather(
+            *(aclient.chat.completions.create(model="smollm2", messages=ask(q), **GREEDY) for q in QUESTIONS))
+        return [r.choices[0].message.content for r in replies]
+
+    assert asyncio.run(concurrently()) == [expected[q].text for q in QUESTIONS]
+
+
+def test_langchain_chat_openai(server, expected):
+    chat_openai = pytest.importorskip("langchain_openai")
+    llm = chat_openai.ChatOpenAI(base_url=server.url + "/v1", api_key="unused", model="smollm2", temperature=0,
+                                 max_tokens=GREEDY["max_tokens"], max_retries=0, timeout=120)
+    question = QUESTIONS[1]
+    message = llm.invoke(question)
+    assert message.content == expected[question].text
+    assert message.usage_metadata["output_tokens"] == len(expected[question].tokens)
+    assert "".join(chunk.content for chunk in llm.stream(question)) == expected[question].text
+    assert [m.content for m in llm.batch(QUESTIONS)] == [expected[q].text for q in QUESTIONS]  # concurrent
+
+
+def test_sigterm_drains_requests_in_flight_and_exits_0(smollm2, alone):
+    server = ServerProcess(["-m", "airoboros_ggml", "serve", "-m", str(smollm2), "--parallel", "2", "-c", "512",
+                            "--prompt-format", "auto"])
+    try:
+        banned = {str(t): -100 for t in range(alone.n_vocab) if alone.tokenizer.is_eog(t)}
+        request = {"prompt": "Count from one to a hundred:", "temperature": 0, "max_tokens": 160,
+                   "logit_bias": banned}
+        blocking: list = []
+        other = threading.Thread(target=lambda: blocking.append(
+            httpx.post(server.url + "/v1/completions", json=request, timeout=300)))
+        events: list = []
+        done = threading.Event()
+
+        def read_stream():
+            body = {**request, "stream": True, "stream_options": {"include_usage": True}}
+            with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=300) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        events.append(line.removeprefix("data: "))
+            done.set()
+
+        streaming = threading.Thread(target=read_stream)
+        streaming.start()
+        other.start()
+        deadline = time.monotonic() + 120
+        while httpx.get(server.url + "/health").json()["in_flight"] < 2 or not events:  # both under way
+            assert time.monotonic() < deadline and streaming.is_alive(), server.output()
+            time.sleep(0.01)
+        server.terminate()
+        refused_while_draining = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(server.url + "/health", timeout=2)
+            except httpx.ConnectError:
+                refused_while_draining = not done.is_set()
+                break
+            time.sleep(0.02)
+        streaming.join(timeout=300)
+        other.join(timeout=300)
+        assert refused_while_draining  # new connections were refused while the stream was still being answered
+        assert events[-1] == "[DONE]"
+        chunks = [json.loads(e) for e in events[:-1]]
+        assert chunks[-1]["usage"]["completion_tokens"] == 160
+        assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "length"
+        assert blocking[0].status_code == 200 and blocking[0].json()["usage"]["completion_tokens"] == 160
+        assert server.proc.wait(timeout=60) == 0, server.output()
+    finally:
+        server.stop()
