@@ -44,8 +44,6 @@ from airoboros_ggml.model import resolve_model_path
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "parallel.md"
-MODELS = {"7b": Path.home() / ".cache" / "airoboros-ggml-bench" / "llama-2-7b-shaped.q4_K_M.gguf"}
-"""Short names of ``--models`` besides ``smollm2`` (the 7B-shaped q4_K_M made by benchmarks/make_models.py)."""
 LLCPP_PYTHON = Path("/tmp/llcpp/bin/python")
 
 
@@ -111,7 +109,12 @@ def llama_cpp(python: str, path: Path, counts: list[int], args: argparse.Namespa
 
 
 def model_path(name: str) -> Path:
-    return MODELS[name] if name in MODELS else resolve_model_path(name)
+    """``7b``: the 7B-shaped q4_K_M GGUF of benchmarks/make_models.py (made once, then cached); else a file."""
+    if name == "7b":
+        from make_models import make
+
+        return make("gguf")
+    return resolve_model_path(name)
 
 
 def main() -> None:
