@@ -41,7 +41,7 @@ OPTIONS = [
 def models(smollm2):
     # no KV reuse on either side: a reused prefix changes where a prompt is cut into chunks, and a chunk of
     # <= 32 tokens takes the integer kernels while a longer one takes the float path (another near-tie source)
-    alone = ag.load(smollm2, n_ctx=256, prompt_format="auto", kv_reuse=False)
+    alone = ag.load(smollm2, n_ctx=256, prompt_format="auto", kv_reuse=False, n_threads=1)
     batched = ag.load(smollm2, n_ctx=256, prompt_format="auto", n_seq=4, kv_reuse=False)
     yield alone, batched
     batched.close()

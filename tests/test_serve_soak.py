@@ -34,7 +34,7 @@ def prompt(number: int) -> str:
 
 def test_eight_clients_with_cancellations(smollm2):
     server = ServerProcess(["-m", "airoboros_ggml", "serve", "-m", str(smollm2), "--parallel", "4", "-c", "256",
-                            "--model-name", "smollm2"])
+                            "-t", "1", "--model-name", "smollm2"])
     numbers = random.Random(0).sample(range(1000, 10000), CLIENTS * REQUESTS)  # one per request, all different
     lock = threading.Lock()
     answers: dict[int, tuple[str, str | None]] = {}  # request -> (text, finish_reason) of completed requests
