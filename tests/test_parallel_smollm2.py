@@ -40,9 +40,11 @@ OPTIONS = [
 @pytest.fixture(scope="module")
 def models(smollm2):
     # no KV reuse on either side: a reused prefix changes where a prompt is cut into chunks, and a chunk of
-    # <= 32 tokens takes the integer kernels while a longer one takes the float path (another near-tie source)
+    # <= 32 tokens takes the integer kernels while a longer one takes the float path (see the module docs).
+    # One thread each (the arithmetic does not depend on it): 25 s at load average 8 on 2 cores, where
+    # two-thread kernels wait for descheduled workers
     alone = ag.load(smollm2, n_ctx=256, prompt_format="auto", kv_reuse=False, n_threads=1)
-    batched = ag.load(smollm2, n_ctx=256, prompt_format="auto", n_seq=4, kv_reuse=False)
+    batched = ag.load(smollm2, n_ctx=256, prompt_format="auto", n_seq=4, kv_reuse=False, n_threads=1)
     yield alone, batched
     batched.close()
     alone.close()
