@@ -17,9 +17,9 @@ numbers per row:
 - ``tg``: generation alone, N * (gen - 1) / (wall(gen) - wall(1)) (runs generating ``gen`` and 1 token are
   interleaved; their difference is the ``gen - 1`` decoding steps), comparable with llama-batched-bench's S_TG.
 
-llama.cpp: when an interpreter with ``llama_cpp`` is found (``--llama-python``, default ``/tmp/llcpp/bin/python``
-if it exists, else this interpreter if it can import ``llama_cpp``), the same file, counts, lengths and threads
-are measured by ``benchmarks/llama_batched.py`` in a subprocess (llama-batched-bench's procedure through the
+llama.cpp: when an interpreter with ``llama_cpp`` is found (``--llama-cpp-python``, else ``$LLAMA_CPP_PYTHON``,
+else ``/tmp/llcpp/bin/python`` if it exists, else this one), the same file, counts, lengths and threads are
+measured by ``benchmarks/llama_batched.py`` in a subprocess (llama-batched-bench's procedure through the
 low-level API: one batch with every prompt, then one batch per step with one token per sequence). Its ``e2e``
 counts prompt processing as ours does; its ``S_TG`` is llama-batched-bench's generation speed.
 
@@ -30,7 +30,6 @@ the table in benchmarks/results/parallel.md (otherwise it is only printed).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -85,14 +84,15 @@ def ours(model: ag.Model, n: int, prompt: int, gen: int, runs: int) -> dict[str,
 
 
 def find_llama_python(choice: str | None) -> str | None:
-    """The interpreter that runs llama_batched.py, or None (``--llama-python none``, or none found)."""
+    """The interpreter that runs llama_batched.py, or None (``--llama-cpp-python none``, or none can)."""
+    from llamacpp_peer import available, interpreter
+
     if choice == "none":
         return None
-    if choice:
-        return choice
-    if LLCPP_PYTHON.exists():
-        return str(LLCPP_PYTHON)
-    return sys.executable if importlib.util.find_spec("llama_cpp") is not None else None
+    if not choice and not os.environ.get("LLAMA_CPP_PYTHON") and LLCPP_PYTHON.exists():
+        choice = str(LLCPP_PYTHON)
+    python = interpreter(choice)
+    return python if available(python) else None
 
 
 def llama_cpp(python: str, path: Path, counts: list[int], args: argparse.Namespace) -> dict[int, dict]:
@@ -125,13 +125,13 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=32, help="prompt tokens per request")
     parser.add_argument("--counts", default="1,2,4,8", help="concurrent requests, comma-separated")
     parser.add_argument("--threads", type=int, default=None, help="threads, ours and llama.cpp's (default: cores)")
-    parser.add_argument("--llama-python", default=None,
+    parser.add_argument("--llama-cpp-python", default=None,
                         help="interpreter with llama_cpp for llama.cpp's numbers ('none': skip them)")
     parser.add_argument("--write", action="store_true", help="store the table in benchmarks/results/parallel.md")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     n_ctx = args.prompt + args.gen + 8
-    python = find_llama_python(args.llama_python)
+    python = find_llama_python(args.llama_cpp_python)
     load_before = os.getloadavg()[0]
     rows = []
     for name in args.models.split(","):
