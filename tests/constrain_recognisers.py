@@ -58,9 +58,47 @@ number: /[0-9]+/
 ws: /[ \t\n]+/
 """
 
+# The regex and JSON grammars again as lark grammars, for prefix checks only (an Earley parse that runs out of
+# input raises UnexpectedEOF: the text can still be completed).
+_ENGLISH = r"""
+start: CH+ (SEP CH+)*
+CH: /EN_CHAR/
+SEP: /[ \t\n]/
+""".replace("EN_CHAR", _EN_CHAR.replace("/", "\\/"))
+
+_JAPANESE = _ENGLISH.replace(_EN_CHAR.replace("/", "\\/"), _JP_CHAR)
+
+_CHESS = r"""
+start: "1. " move " " move "\n" (/[1-9][0-9]?/ ". " move " " move "\n")+
+move: (pawn | nonpawn | castle) /[+#]/?
+nonpawn: /[NBKQR]/ /[a-h]/? /[1-8]/? "x"? /[a-h]/ /[1-8]/
+pawn: (/[a-h]/ "x")? /[a-h]/ /[1-8]/ ("=" /[NBKQR]/)?
+castle: "O-O" "-O"?
+"""
+
+_LIST = r"""
+start: item+
+item: "- " /[^\r\n\x0b\x0c\x85\u2028\u2029]/+ "\n"
+"""
+
+_JSON_VALUES = r"""
+?value: object | array | string | number | ("true" | "false" | "null") ws
+object: "{" ws (string ":" ws value ("," ws string ":" ws value)*)? "}" ws
+array: "[" ws (value ("," ws value)*)? "]" ws
+string: "\"" (/[^"\\\x7f\x00-\x1f]/ | /\\(["\\\/bfnrt]|u[0-9a-fA-F]{4})/)* "\"" ws
+number: /-?(0|[1-9][0-9]*)/ /\.[0-9]+/? /[eE][-+]?[0-9]+/? ws
+ws: (" " | /\n[ \t]{0,20}/)?
+"""
+
+_PREFIX_GRAMMARS = {
+    "english": _ENGLISH, "japanese": _JAPANESE, "chess": _CHESS, "list": _LIST,
+    "json": "start: object\n" + _JSON_VALUES,
+    "json_arr": 'start: "[\\n" ws (value (",\\n" ws value)*)? "]"\n' + _JSON_VALUES,
+}
+
 _PARSERS = {
     name: lark.Lark(text, parser="earley", lexer="dynamic_complete")
-    for name, text in (("arithmetic", _ARITHMETIC), ("c", _C))
+    for name, text in (("arithmetic", _ARITHMETIC), ("c", _C), *_PREFIX_GRAMMARS.items())
 }
 
 
@@ -74,6 +112,17 @@ def recognises(grammar: str, text: str) -> bool:
         return _REGEXES[grammar].fullmatch(text) is not None
     try:
         _PARSERS[grammar].parse(text)
+    except lark.exceptions.LarkError:
+        return False
+    return True
+
+
+def is_prefix(grammar: str, text: str) -> bool:
+    """Whether ``text`` is a sentence of ``grammar`` or can be continued into one (an output cut by max_tokens)."""
+    try:
+        _PARSERS[grammar].parse(text)
+    except lark.exceptions.UnexpectedEOF:
+        return True
     except lark.exceptions.LarkError:
         return False
     return True

@@ -35,7 +35,7 @@ from airoboros_ggml.constrain.tool_format import GENERIC, HERMES
 from airoboros_ggml.constrain.vocabulary import ll_tokenizer, token_bytes
 from airoboros_ggml.errors import GrammarError
 from airoboros_ggml.tokenizer import Tokenizer
-from constrain_recognisers import recognises
+from constrain_recognisers import is_prefix, recognises
 
 DATA = Path(__file__).parent / "data"
 GRAMMARS = sorted(p.stem for p in (DATA / "grammars").glob("*.gbnf"))
@@ -161,6 +161,25 @@ def test_sample_grammars_random_walk(tokenizer, name):
     for seed in range(3):
         text = random_walk(tokenizer, grammar, seed)
         assert recognises(name, text), (name, seed, text)
+
+
+@pytest.mark.parametrize(
+    ("name", "sentence", "prefix", "neither"),
+    [
+        ("json", '{"a": [1, 2], "b": "x"}', '{"a": "xy', '{"a" 1'),
+        ("json_arr", '[\n1,\n{"a": 2}]', '[\n"ab', "[1]"),
+        ("chess", "1. e4 e5\n2. Nf3 Nc6\n", "1. e4 e5\n2. Nf", "1. e4 e5\n2. Zz"),
+        ("list", "- a\n- b\n", "- a\n- b", "* a"),
+        ("english", "Hello world.", "Hello world ", "Hello  world"),
+        ("japanese", "こんにちは 世界", "こんにちは ", "hello"),
+        ("arithmetic", "x = 4\ny = 6\n", "x = 4 \ny", "x == 4"),
+        ("c", "int f(){return 1;}", "int f(){ret", "int f[]"),
+    ],
+)
+def test_recognisers_tell_sentences_prefixes_and_others_apart(name, sentence, prefix, neither):
+    assert recognises(name, sentence) and is_prefix(name, sentence)
+    assert not recognises(name, prefix) and is_prefix(name, prefix)
+    assert not recognises(name, neither) and not is_prefix(name, neither)
 
 
 def test_unicode_escapes_are_rewritten(gpt2):

@@ -1,27 +1,31 @@
 """Parallel sequences on SmolLM2: 16 concurrent mixed requests give the texts of the same requests one by one.
 
-Batched steps multiply several rows at once (8-bit activations, other float order than one row), which moves
-logits by up to ~0.3 (the decode path's bound, ``DECODE_TIE`` in test_model_smollm2.py). A greedy choice can
-flip only at such a near-tie. A sampled choice flips when the seeded draw falls near the boundary between two
-candidates, which a shift of that size moves; measured: "calmness." vs "calmness or" at temperature 0.7, a
-logit gap of 2.1 (the other token had ~5% probability). So a sampled divergence must pick a token the alone
-model gives at least ``MIN_PROB`` at that temperature; everything else must match exactly.
+Both models run without KV reuse. Measured (16 requests, steps of 1-4 decoding rows and 34-37-token prompt
+chunks): every logit of every step equal to the bit, so the texts are identical. SmolLM2's integer kernels
+(Q4_1, Q8_0 over 8-bit activations) compute each row of a batch of up to 32 (``MIXED_ROWS``) exactly as that
+row alone, the decode attention likewise, and a prompt chunk is cut where the request alone cuts it.
+
+What does move results is KV reuse: a reused prefix leaves a shorter rest of the prompt (here 10-13 tokens
+instead of 34-37), which the 8-bit integer kernels evaluate instead of float32 tiles (chunks of more than 32
+tokens): with reuse on, 9 of these 16 requests differed, logits moved by 0.5-1.7 at their first differing
+step. That is a property of KV reuse (a single sequence has it too), not of batching.
+
+The check (:func:`test_parallel.check_flips`) still allows near-tie flips, for kernels whose per-row
+arithmetic depends on the batch (the K-quant integer kernels: ~1e-5 relative per dot product): at most
+``PERTURBATION`` of logit change, far below the 0.5 of an arithmetic path switch, and greedy flips only
+between tokens within ``TIE``.
 """
 
 import threading
 
-import numpy as np
 import pytest
 
 import airoboros_ggml as ag
-from test_parallel import divergence_gap
+from test_parallel import LogitsLog, check_flips
 
-# 16 concurrent SmolLM2 requests against one-by-one runs: minutes on 2 cores, and the fix for its last
-# measured failure (6/16 near-tie divergences with KV reuse on) was not rerun before this landed
-pytestmark = pytest.mark.slow
-
-DECODE_TIE = 0.4
-MIN_PROB = 0.005
+PERTURBATION = 0.05  # largest logit change batching may cause (measured: 0)
+TIE = 2 * PERTURBATION
+MAX_FLIPS = 4
 QUESTIONS = ["What is the capital of France?", "Name three colours.", "Count from one to five.",
              "Write a haiku about rain.", "What is 2+2?", "Say hello in Spanish.", "Who wrote Hamlet?",
              "Describe a cat in one sentence."]
@@ -36,9 +40,11 @@ OPTIONS = [
 @pytest.fixture(scope="module")
 def models(smollm2):
     # no KV reuse on either side: a reused prefix changes where a prompt is cut into chunks, and a chunk of
-    # <= 32 tokens takes the integer kernels while a longer one takes the float path (another near-tie source)
-    alone = ag.load(smollm2, n_ctx=256, prompt_format="auto", kv_reuse=False)
-    batched = ag.load(smollm2, n_ctx=256, prompt_format="auto", n_seq=4, kv_reuse=False)
+    # <= 32 tokens takes the integer kernels while a longer one takes the float path (see the module docs).
+    # One thread each (the arithmetic does not depend on it): 25 s at load average 8 on 2 cores, where
+    # two-thread kernels wait for descheduled workers
+    alone = ag.load(smollm2, n_ctx=256, prompt_format="auto", kv_reuse=False, n_threads=1)
+    batched = ag.load(smollm2, n_ctx=256, prompt_format="auto", n_seq=4, kv_reuse=False, n_threads=1)
     yield alone, batched
     batched.close()
     alone.close()
@@ -48,27 +54,25 @@ def test_sixteen_concurrent_requests_equal_one_by_one(models):
     alone, batched = models
     jobs = [(QUESTIONS[i % len(QUESTIONS)], OPTIONS[i % len(OPTIONS)]) for i in range(16)]
     prompts = [alone.format_chat([{"role": "user", "content": q}]) for q, _ in jobs]
-    expected = [alone.complete(p, **o) for p, (_, o) in zip(prompts, jobs)]
+    alone_log = LogitsLog(alone)
+    batched_log = LogitsLog(batched, reference=alone_log)
+    expected = []
+    for i, (p, (_, o)) in enumerate(zip(prompts, jobs)):
+        with alone_log.label(i):
+            expected.append(alone.complete(p, **o))
     results = [None] * len(jobs)
 
     def work(i):
-        results[i] = batched.complete(prompts[i], **jobs[i][1])
+        with batched_log.label(i):
+            results[i] = batched.complete(prompts[i], **jobs[i][1])
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    differ = [i for i in range(len(jobs)) if (expected[i].text, expected[i].finish_reason) !=
-              (results[i].text, results[i].finish_reason)]
-    for i in differ:
-        gap = divergence_gap(alone, prompts[i], expected[i], results[i])
-        temperature = jobs[i][1]["temperature"]
-        if temperature == 0:
-            assert gap < DECODE_TIE, (jobs[i], expected[i].text, results[i].text, gap)
-        else:  # the other token was a real candidate: probability exp(-gap / T) relative to the chosen one
-            assert np.exp(-gap / temperature) >= MIN_PROB, (jobs[i], expected[i].text, results[i].text, gap)
-    assert len(differ) <= 4
+    flips = check_flips(jobs, expected, results, alone_log, batched_log, PERTURBATION, TIE)
+    assert len(flips) <= MAX_FLIPS, flips
     assert all(r.usage.prompt_tokens == e.usage.prompt_tokens for r, e in zip(results, expected))
 
 

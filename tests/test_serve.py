@@ -5,6 +5,7 @@ on a free local port and talk to it with the ``openai`` package.
 """
 
 import base64
+import contextlib
 import json
 import socket
 import threading
@@ -202,20 +203,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def live_server(tiny):
+@contextlib.contextmanager
+def serving(app):
+    """Run ``app`` on uvicorn in a thread on a free local port; yields its base URL."""
     uvicorn = pytest.importorskip("uvicorn")
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(tiny, model_name=NAME), port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def live_server(tiny):
+    with serving(create_app(tiny, model_name=NAME)) as url:
+        yield url
 
 
 def test_openai_client_sync_stream_and_async(live_server, tiny):
@@ -263,3 +273,53 @@ def test_client_leaving_mid_stream_frees_the_model(live_server, tiny):
         while http.get("/health").json()["in_flight"] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert http.get("/health").json()["in_flight"] == 0
+
+
+def test_bad_requests_leave_requests_in_flight_alone(tmp_path):
+    """Every refused request (401, 413, 404, 422, 400) is answered while two generations are in flight, which
+    then finish with the model's own answers.
+
+    Q8_0 weights: their integer kernels compute each row of a shared step as alone (float32 weights would
+    take BLAS for 3+ rows, another summation order), so the answers must equal the alone model's exactly.
+    """
+    httpx = pytest.importorskip("httpx")
+    path = write_gguf(tmp_path / "q8.gguf", HP, tiny_vocab(HP.n_vocab), random_llama_tensors(HP, FileType.MOSTLY_Q8_0))
+    alone = ag.load(path, n_ctx=256)
+    model = ag.load(path, n_ctx=256, n_seq=2)  # the generations in flight run in the batch scheduler
+    options = {"temperature": 0.0, "max_tokens": 120}
+    expected = [alone.complete(p, **options).text for p in ("Hello", "Once upon")]
+    key = {"Authorization": "Bearer sesame"}
+    app = create_app(model, model_name=NAME, api_key="sesame", max_body_bytes=4000)
+    try:
+        with serving(app) as url, httpx.Client(base_url=url, timeout=60) as http:
+            stream = http.stream("POST", "/v1/completions", headers=key,
+                                 json={"prompt": "Hello", "stream": True, **options})
+            response = stream.__enter__()
+            lines = response.iter_lines()
+            first = next(line for line in lines if line.startswith("data: "))  # generating now
+            results: list = []
+            pending = threading.Thread(target=lambda: results.append(
+                http.post("/v1/completions", headers=key, json={"prompt": "Once upon", **options}).json()))
+            pending.start()
+            grammar = {"prompt": "Hi", "grammar": "root ::= (", "max_tokens": 4}
+            refused = [
+                (http.post("/v1/completions", json={"prompt": "Hi"}), 401),
+                (http.post("/v1/completions", json={"prompt": "Hi"}, headers={"Authorization": "Bearer x"}), 401),
+                (http.post("/v1/completions", headers=key, json={"prompt": "x" * 5000}), 413),
+                (http.post("/v1/completions", headers=key, json={"prompt": "Hi", "model": "gpt-4"}), 404),
+                (http.post("/v1/completions", headers=key, json={"prompt": "Hi", "max_tokens": -1}), 422),
+                (http.post("/v1/completions", headers={**key, "content-type": "application/json"}, content=b"{no"),
+                 400),
+                (http.post("/v1/completions", headers=key, json=grammar), 400),
+            ]
+            for reply, status in refused:
+                assert_openai_error(reply, status)
+            events = [json.loads(first.removeprefix("data: "))]
+            events += [json.loads(x.removeprefix("data: ")) for x in lines if x.startswith("data: {")]
+            stream.__exit__(None, None, None)
+            pending.join(timeout=60)
+        assert "".join(c["text"] for e in events for c in e["choices"]) == expected[0]
+        assert results[0]["choices"][0]["text"] == expected[1]
+    finally:
+        model.close()
+        alone.close()

@@ -220,7 +220,8 @@ class BatchScheduler:
     def _choose(self, r: SequenceRequest, logits: np.ndarray) -> None:
         """Choose one sequence's next token from float32 (n_vocab,) logits; finish it if generation is over."""
         token = r.selector(logits).token
-        r.n_generated += 1
+        if not r.assembler.tokenizer.is_eog(token):  # as alone: an end-of-generation token is not output
+            r.n_generated += 1
         r.next_token = token
         chunk = r.assembler.push(token)
         if chunk is not None and chunk.finish_reason is not None:

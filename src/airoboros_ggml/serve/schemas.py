@@ -1,7 +1,7 @@
 """Request bodies of the OpenAI-compatible routes, validated with pydantic.
 
 Field names and meanings follow OpenAI's API reference; a few llama.cpp server extensions (``top_k``,
-``min_p``, ``repeat_penalty``) are accepted too. Unknown fields are ignored (clients send fields such as
+``min_p``, ``repeat_penalty``, ``grammar``) are accepted too. Unknown fields are ignored (clients send fields such as
 ``user`` or ``logprobs: false`` freely), bad values answer 422 with the field named. Options left out use the
 model's defaults (llama.cpp's, see :class:`~airoboros_ggml.SamplingOptions`), not OpenAI's.
 """
@@ -61,11 +61,13 @@ class _GenerationRequest(BaseModel):
     """Options of a streamed response."""
     response_format: dict[str, Any] | None = None
     """``{"type": "json_object"}`` or ``{"type": "json_schema", ...}`` where constrained generation is available."""
+    grammar: str | None = None
+    """Extension (as llama.cpp's server): a GBNF grammar the output must follow; an invalid one answers 400."""
 
     def sampling(self) -> dict[str, Any]:
         """The :class:`~airoboros_ggml.SamplingOptions` fields this request sets."""
         names = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presence_penalty",
-                 "frequency_penalty", "logit_bias", "stop", "seed", "response_format")
+                 "frequency_penalty", "logit_bias", "stop", "seed", "response_format", "grammar")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 

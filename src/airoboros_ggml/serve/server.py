@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
+from collections.abc import Iterator
 
 from ..model import Model
 from .app import create_app
@@ -34,4 +38,23 @@ def run_server(
 
     app = create_app(model, settings)
     log.info("serving %r as %r on http://%s:%d/v1", model, app.state.model_name, host, port)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=drain_timeout_s)
+    with _exit_status_zero_after_sigterm():
+        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=drain_timeout_s)
+
+
+@contextlib.contextmanager
+def _exit_status_zero_after_sigterm() -> Iterator[None]:
+    """Let a drained SIGTERM end the process normally (exit status 0).
+
+    uvicorn catches SIGTERM, drains, restores the handler it found and raises the signal again; with the
+    default handler the process would then die of it (status -15) after a clean shutdown. The handler
+    installed here only logs. Signals can be handled in the main thread only; elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: log.info("SIGTERM: requests in flight drained, exiting"))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
