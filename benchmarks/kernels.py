@@ -8,7 +8,8 @@ per-row overheads show (microseconds per call in brackets).
 matmul: GFLOP/s (2*n_out*n_in*n_tok / s) on 11008x4096 at batch 64 and 512 (2 numba threads; numpy's BLAS
 single-threaded inside each of the 2 worker threads). int8: the same for the integer kernels over 8-bit
 activations (types in ``INT_KERNELS``; matmul at batch 16 through the row kernel and at batch 512 through the
-tiled kernel of ``quants.int_gemm``, activation quantization included). Medians of ``--runs`` runs.
+tiled kernel of ``quants.int_gemm`` for the K-quants, activation quantization included; the other types' batch
+512 is the tiles + BLAS path again). Medians of ``--runs`` runs.
 Writes benchmarks/results/kernels.md.
 """
 
@@ -133,7 +134,7 @@ def main() -> None:
         f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numba {numba.__version__},"
         f" numpy {np.__version__}. matvec: fused numba kernels, exact f32 activations; int8: integer kernels over "
         "activations quantized to 8 bits (Q8_K for K-quants, Q8_0/Q8_1 for the legacy types), the runtime's "
-        "default (row kernels for one token and batches <= 32, tiled kernels above); matmul: "
+        "default (row kernels for one token and batches <= 32, tiled kernels above for the K-quants); matmul: "
         "256-row tiles decoded to float32 by the vectorised tile decoders + numpy BLAS (1 BLAS thread per "
         "worker, 2 workers). "
         "The machine is shared with other jobs, so numbers are noisy. Medians of "

@@ -1,7 +1,7 @@
 """The tiled integer kernels of prompt batches (quants.int_gemm) against float64 references and the row kernels.
 
-Contract: as the row kernels (tests/test_quants_int_dot*.py), ``out = dequantize(W) @ dequantize(Y)`` up to
-float32 rounding, for every weight type with an ``int_gemm`` in the traits table; and per token bit for bit
+Contract: as the row kernels (tests/test_quants_int_dot.py), ``out = dequantize(W) @ dequantize(Q8_K(x))`` up
+to float32 rounding, for every weight type with an ``int_gemm`` in the traits table; and per token bit for bit
 what the row kernel of small batches (and the single-token matvec) gives, so that how a prompt is cut into
 batches never changes a result.
 """
@@ -20,30 +20,23 @@ from airoboros_ggml.quants.simd import HAVE_AVX2
 from airoboros_ggml.quants.weight import INT_GEMMS, INT_MATMUL_MAX_TOKENS, warm_up_int_gemm
 from test_quants_int_dot import _activations as k_activations
 from test_quants_int_dot import _weights as k_weights
-from test_quants_int_dot_legacy import _activations as legacy_activations
-from test_quants_int_dot_legacy import _reference as legacy_reference
-from test_quants_int_dot_legacy import _weights as legacy_weights
 
 needs_avx2 = pytest.mark.skipif(not HAVE_AVX2, reason="integer kernels need an AVX2 CPU")
 GEMM_TYPES = [t for t, tr in TYPE_TRAITS.items() if tr.int_gemm is not None]
-K_QUANTS = [t for t in GEMM_TYPES if TYPE_TRAITS[t].activation == GGMLType.Q8_K]
 
 
-def test_every_integer_type_has_a_tiled_kernel() -> None:
-    assert GEMM_TYPES == [t for t, tr in TYPE_TRAITS.items() if tr.int_matmul is not None]
-    assert len(GEMM_TYPES) == 10 and (not HAVE_AVX2 or set(INT_GEMMS) == set(GEMM_TYPES))
+def test_every_k_quant_has_a_tiled_kernel() -> None:
+    k_quants = [t for t, tr in TYPE_TRAITS.items() if tr.activation == GGMLType.Q8_K]
+    assert GEMM_TYPES == k_quants and len(k_quants) == 5
+    assert not HAVE_AVX2 or set(INT_GEMMS) == set(GEMM_TYPES)
 
 
 def _case(t: GGMLType, n_out: int, n_in: int, n_tok: int, rng: np.random.Generator):
     """(raw, X, want, size): weights, activations and the float64 product the kernel computes."""
-    if t in K_QUANTS:
-        raw, X = k_weights(t, n_out, n_in, rng), k_activations(rng, n_tok, n_in)
-        wd = dequantize(raw, t, (n_out, n_in)).astype(np.float64)  # float64 (n_out, n_in)
-        y = Q8K(X).dequantize().astype(np.float64)  # float64 (n_tok, n_in) what the kernel multiplies
-        return raw, X, y @ wd.T, np.abs(y) @ np.abs(wd).T + 1e-30
-    raw, X = legacy_weights(t, n_out, n_in, rng), legacy_activations(rng, n_tok, n_in)
-    wd = dequantize(raw, t, (n_out, n_in)).astype(np.float64)
-    return raw, X, *legacy_reference(t, raw, wd, X)
+    raw, X = k_weights(t, n_out, n_in, rng), k_activations(rng, n_tok, n_in)
+    wd = dequantize(raw, t, (n_out, n_in)).astype(np.float64)  # float64 (n_out, n_in)
+    y = Q8K(X).dequantize().astype(np.float64)  # float64 (n_tok, n_in) what the kernel multiplies
+    return raw, X, y @ wd.T, np.abs(y) @ np.abs(wd).T + 1e-30
 
 
 @needs_avx2
@@ -53,9 +46,8 @@ def test_tiled_products_match_float64(t: GGMLType, n_threads: int) -> None:
     rng = np.random.default_rng(int(t) + 100 * n_threads)
     saved = numba.get_num_threads()
     numba.set_num_threads(n_threads)
-    widths = (256, 1024) if t in K_QUANTS else (32, 288, 576)  # legacy: partial groups of 8 blocks
     try:
-        for n_in in widths:
+        for n_in in (256, 1024):
             for n_out in (1, 9, TILE_ROWS + 5):  # odd, and not a multiple of the row tile
                 for n_tok in (33, 37, 100):  # not a multiple of the 4-token micro-kernel
                     raw, X, want, size = _case(t, n_out, n_in, n_tok, rng)
@@ -72,7 +64,7 @@ def test_tiled_products_match_float64(t: GGMLType, n_threads: int) -> None:
 def test_a_token_gives_the_same_bits_in_any_batch(t: GGMLType) -> None:
     """41 tokens in one tiled call == in row-kernel batches of 32 + 8 == the last one through matvec."""
     rng = np.random.default_rng(int(t))
-    n_in = 512 if t in K_QUANTS else 576
+    n_in = 512
     raw, X, _, _ = _case(t, 2 * TILE_ROWS + 3, n_in, INT_MATMUL_MAX_TOKENS + 9, rng)
     W = prepare_weight(raw, t, n_in, quantized_activations=True)
     whole = W.matmul(X)  # the tiled kernel
@@ -83,7 +75,8 @@ def test_a_token_gives_the_same_bits_in_any_batch(t: GGMLType) -> None:
 
 @needs_avx2
 def test_warm_up_compiles_the_kernels_a_type_needs() -> None:
-    warm_up_int_gemm(GGMLType.F16)  # no tiled integer kernel: nothing to do
-    for t, kernel in ((GGMLType.Q4_K, int_gemm.gemm_q8k), (GGMLType.Q4_1, int_gemm.gemm_legacy)):
-        warm_up_int_gemm(t)
-        assert kernel.signatures  # compiled (or loaded from numba's cache) for the runtime's argument types
+    for t in (GGMLType.F16, GGMLType.Q4_1):
+        warm_up_int_gemm(t)  # no tiled integer kernel: nothing to do
+    warm_up_int_gemm(GGMLType.Q4_K)
+    assert int_gemm.gemm_q8k.signatures  # compiled (or loaded from numba's cache) for a memory-mapped file
+    assert any(sig[1].mutable is False for sig in int_gemm.gemm_q8k.signatures)

@@ -48,7 +48,7 @@ def _fsum(bld, v) -> ir.Value:
     n = v.type.count
     while n > 1:
         n //= 2
-        v = bld.fadd(S.pick(bld, v, list(range(n))), S.pick(bld, v, list(range(n, 2 * n))), flags=S.STRICT)
+        v = bld.fadd(S.pick(bld, v, list(range(n))), S.pick(bld, v, list(range(n, 2 * n))))
     return bld.extract_element(v, S.const(0))
 
 
@@ -61,7 +61,7 @@ def _gather_f16(bld, rp, offsets: list[int]) -> ir.Value:
     return bld.fpext(bld.bitcast(h, ir.VectorType(ir.HalfType(), n)), ir.VectorType(S.F32, n))
 
 
-def block_codes(bld, kind: int, bp) -> ir.Value:
+def _codes(bld, kind: int, bp) -> ir.Value:
     """The 32 codes of the 4/5-bit block at ``bp`` in element order, as unsigned bytes (32,)."""
     q = S.load(bld, S.byte_ptr(bld, bp, _QS_AT[kind]), S.V16I8)
     lo = bld.and_(q, S.const(15, S.V16I8))
@@ -77,41 +77,6 @@ def block_codes(bld, kind: int, bp) -> ir.Value:
     return codes
 
 
-def block_sum(bld, kind: int, codes, y) -> ir.Value:
-    """i32 (8,) partial sums of one block's 32 products: weight ``codes`` (u8, Q8_0: the raw i8) times ``y``."""
-    if kind == Q8_0:  # signed x signed: |w| times y with w's sign
-        absw = S.call_intrinsic(bld, "llvm.x86.avx2.psign.b", S.V32I8, [codes, codes])
-        p = S.maddubs(bld, absw, S.call_intrinsic(bld, "llvm.x86.avx2.psign.b", S.V32I8, [y, codes]))
-    else:
-        p = S.maddubs(bld, codes, y)
-    return S.maddwd(bld, p, S.const(1, S.V16I16))
-
-
-def group_total(bld, kind: int, sums: list, dw, mw, dp, ap) -> ir.Value:
-    """float32 total of ``len(sums)`` (1 or 8) blocks from their :func:`block_sum` vectors (module docs).
-
-    dw, mw: float32 (nblk,) vectors of the weight blocks' d and m (mw None without mins); dp, ap: pointers
-    to the activation blocks' d and aux (sums or s). Shared by the row kernels here and the tiled kernels
-    of :mod:`.int_gemm`, so that both give bit-identical results (float operations as written:
-    :data:`.simd.STRICT`).
-    """
-    nblk = len(sums)
-    vf = ir.VectorType(S.F32, nblk)
-    scale = bld.fmul(dw, S.load(bld, dp, vf), flags=S.STRICT)  # d_b * dy_b
-    if nblk == 1:
-        one = ir.Constant(ir.VectorType(S.I32, 1), None)
-        isum = bld.insert_element(one, S.hsum(bld, sums[0]), S.const(0))
-    else:  # nblk == 8: per-block totals in one vector
-        isum = S.hsum8(bld, sums)
-    if kind in _OFFSET:  # P_b - off * sum_i y_i
-        ysum = bld.sext(S.load(bld, ap, ir.VectorType(S.I16, nblk)), isum.type)
-        isum = bld.sub(isum, bld.mul(ysum, ir.Constant(isum.type, [_OFFSET[kind]] * nblk)))
-    lanes = bld.fmul(bld.sitofp(isum, vf), scale, flags=S.STRICT)
-    if kind in (Q4_1, Q5_1):  # + m_b s_b
-        lanes = S.call_intrinsic(bld, f"llvm.fmuladd.v{nblk}f32", vf, [mw, S.load(bld, ap, vf), lanes])
-    return _fsum(bld, lanes)
-
-
 def _group_codegen(kind: int, nblk: int):
     """Codegen of ``float32 sum over blocks b0..b0+nblk-1`` for weight type ``kind`` (see the module docs)."""
     assert nblk in (1, 8)
@@ -123,15 +88,35 @@ def _group_codegen(kind: int, nblk: int):
         yp = S.array_ptr(context, bld, signature.args[2], qs, bld.mul(b0, ir.Constant(b0.type, QK8)))
         dp = S.array_ptr(context, bld, signature.args[3], d, b0)
         ap = S.array_ptr(context, bld, signature.args[4], aux, b0)
+        vf = ir.VectorType(S.F32, nblk)
         dw = _gather_f16(bld, rp, [bs * k for k in range(nblk)])
-        mw = _gather_f16(bld, rp, [bs * k + 2 for k in range(nblk)]) if kind in (Q4_1, Q5_1) else None
+        scale = bld.fmul(dw, S.load(bld, dp, vf))  # d_b * dy_b
+        ones = S.const(1, S.V16I16)
         sums = []  # i32 (8,) partial sums of each block's products
         for k in range(nblk):
             bp = S.byte_ptr(bld, rp, bs * k)
             y = S.load(bld, S.byte_ptr(bld, yp, QK8 * k), S.V32I8)
-            w = S.load(bld, S.byte_ptr(bld, bp, 2), S.V32I8) if kind == Q8_0 else block_codes(bld, kind, bp)
-            sums.append(block_sum(bld, kind, w, y))
-        return group_total(bld, kind, sums, dw, mw, dp, ap)
+            if kind == Q8_0:
+                w = S.load(bld, S.byte_ptr(bld, bp, 2), S.V32I8)
+                absw = S.call_intrinsic(bld, "llvm.x86.avx2.psign.b", S.V32I8, [w, w])
+                p = S.maddubs(bld, absw, S.call_intrinsic(bld, "llvm.x86.avx2.psign.b", S.V32I8, [y, w]))
+            else:
+                p = S.maddubs(bld, _codes(bld, kind, bp), y)
+            sums.append(S.maddwd(bld, p, ones))
+        if nblk == 1:
+            one = ir.Constant(ir.VectorType(S.I32, 1), None)
+            isum = bld.insert_element(one, S.hsum(bld, sums[0]), S.const(0))
+        else:  # nblk == 8: per-block totals in one vector
+            isum = S.hsum8(bld, sums)
+        if kind in _OFFSET:  # P_b - off * sum_i y_i
+            ysum = bld.sext(S.load(bld, ap, ir.VectorType(S.I16, nblk)), isum.type)
+            isum = bld.sub(isum, bld.mul(ysum, ir.Constant(isum.type, [_OFFSET[kind]] * nblk)))
+        lanes = bld.fmul(bld.sitofp(isum, vf), scale)
+        if kind in (Q4_1, Q5_1):  # + m_b s_b
+            mw = _gather_f16(bld, rp, [bs * k + 2 for k in range(nblk)])
+            lanes = S.call_intrinsic(bld, f"llvm.fmuladd.v{nblk}f32", vf, [mw, S.load(bld, ap, vf), lanes])
+        total = _fsum(bld, lanes)
+        return total
 
     return codegen
 
@@ -153,11 +138,10 @@ _g8_0, _b8_0 = _make_group(Q8_0, GROUP), _make_group(Q8_0, 1)
 # Row kernels, one per type (a type flag tested inside the block loop costs 10-20%, see int_dot): acc[t] =
 # dot(dequant(row), y_t) for every token t; qs int8 (n_tok, n_in), d float32 (n_tok, nb), aux int16 sums
 # (Q80) or float32 s (Q81) (n_tok, nb), acc float32 (n_tok,). Each group of weight blocks is read once for
-# all tokens. No fastmath: ``acc[t] += total`` stays one rounded addition (with it LLVM may fuse a one-block
-# total's multiply-add into the sum), the order the tiled kernels of :mod:`.int_gemm` reproduce.
+# all tokens.
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _row_q4_0(row, qs, d, aux, acc):
     acc[:] = 0
     nb = d.shape[1]
@@ -172,7 +156,7 @@ def _row_q4_0(row, qs, d, aux, acc):
             acc[t] += _b4_0(row, b * 18, qs[t], d[t], aux[t], b)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _row_q4_1(row, qs, d, aux, acc):
     acc[:] = 0
     nb = d.shape[1]
@@ -187,7 +171,7 @@ def _row_q4_1(row, qs, d, aux, acc):
             acc[t] += _b4_1(row, b * 20, qs[t], d[t], aux[t], b)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _row_q5_0(row, qs, d, aux, acc):
     acc[:] = 0
     nb = d.shape[1]
@@ -202,7 +186,7 @@ def _row_q5_0(row, qs, d, aux, acc):
             acc[t] += _b5_0(row, b * 22, qs[t], d[t], aux[t], b)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _row_q5_1(row, qs, d, aux, acc):
     acc[:] = 0
     nb = d.shape[1]
@@ -217,7 +201,7 @@ def _row_q5_1(row, qs, d, aux, acc):
             acc[t] += _b5_1(row, b * 24, qs[t], d[t], aux[t], b)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _row_q8_0(row, qs, d, aux, acc):
     acc[:] = 0
     nb = d.shape[1]

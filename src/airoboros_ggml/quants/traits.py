@@ -52,7 +52,8 @@ class TypeTraits(BlockLayout):
     out float32 (n_tok, n_out) (needs AVX2: see :data:`.weight.INT_KERNELS`)."""
     int_gemm: IntMatmulFn | None
     """The same product tiled for large batches (:mod:`.int_gemm`: weight rows unpacked once per call, reused
-    by every token), same signature and, per token, bit-identical results to ``int_matmul``."""
+    by every token), same signature and, per token, bit-identical results to ``int_matmul``; None where
+    float32 tiles + BLAS are faster for large batches (the legacy 32-element types)."""
 
 
 def _mv_f32(raw: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
@@ -95,18 +96,18 @@ def _row(
 
 _T = GGMLType
 _Q8K, _Q80, _Q81 = int_dot.matmul_via_q8_k, int_dot_legacy.matmul_via_q8_0, int_dot_legacy.matmul_via_q8_1
-_G8K, _G80, _G81 = int_gemm.gemm_via_q8_k, int_gemm.gemm_via_q8_0, int_gemm.gemm_via_q8_1
+_G8K = int_gemm.gemm_via_q8_k
 
 TYPE_TRAITS: dict[GGMLType, TypeTraits] = {
     tr.ggml_type: tr
     for tr in (
         _row(_T.F32, None, R.dq_f32, Q.q_f32, _mv_f32),
         _row(_T.F16, None, R.dq_f16, Q.q_f16, fused.mv_f16),
-        _row(_T.Q4_0, _T.Q8_0, R.dq_q4_0, Q.q_q4_0, _mv_q4_0, _Q80, _G80),
-        _row(_T.Q4_1, _T.Q8_1, R.dq_q4_1, Q.q_q4_1, _mv_q4_1, _Q81, _G81),
-        _row(_T.Q5_0, _T.Q8_0, R.dq_q5_0, Q.q_q5_0, _mv_q5_0, _Q80, _G80),
-        _row(_T.Q5_1, _T.Q8_1, R.dq_q5_1, Q.q_q5_1, _mv_q5_1, _Q81, _G81),
-        _row(_T.Q8_0, _T.Q8_0, R.dq_q8_0, Q.q_q8_0, fused.mv_q8_0, _Q80, _G80),
+        _row(_T.Q4_0, _T.Q8_0, R.dq_q4_0, Q.q_q4_0, _mv_q4_0, _Q80),
+        _row(_T.Q4_1, _T.Q8_1, R.dq_q4_1, Q.q_q4_1, _mv_q4_1, _Q81),
+        _row(_T.Q5_0, _T.Q8_0, R.dq_q5_0, Q.q_q5_0, _mv_q5_0, _Q80),
+        _row(_T.Q5_1, _T.Q8_1, R.dq_q5_1, Q.q_q5_1, _mv_q5_1, _Q81),
+        _row(_T.Q8_0, _T.Q8_0, R.dq_q8_0, Q.q_q8_0, fused.mv_q8_0, _Q80),
         _row(_T.Q8_1),
         _row(_T.Q2_K, _T.Q8_K, R.dq_q2_k, Q.k_quantizer(_T.Q2_K), fused.mv_q2_k, _Q8K, _G8K),
         _row(_T.Q3_K, _T.Q8_K, R.dq_q3_k, Q.k_quantizer(_T.Q3_K), fused.mv_q3_k, _Q8K, _G8K),
