@@ -56,7 +56,6 @@ KQ_BLOCK = 576
 """Scratch bytes per unpacked K-quant block (see the module docstring)."""
 
 
-
 # --- the micro-kernels (LLVM IR) ---
 
 
@@ -79,7 +78,7 @@ def _splat_pairs(bld, values: list, per: int) -> ir.Value:
 
 
 def _kq_codegen(has_min: bool):
-    """Micro-kernel: acc[4r + t] += d_y(t) * block value of tile row i_r times token t, for one K-quant block."""
+    """Micro-kernel: acc[TOKENS*r + t] += d_y(t) * value of block b of tile row rows[r] times token toks[t]."""
 
     def codegen(context, bld, sig, args):
         tile, rows, b, qs, bsums, dy, toks, acc = args
@@ -219,11 +218,11 @@ def _sweep_indices(rows, toks, i, nr, t0, n_tok):
 
 
 @numba.njit(cache=True, inline="always")
-def _store(acc, out, r0, i, nr, t0, n_tok, n_rows, n_toks):
-    """out[t0 + t, r0 + i + r] = acc[n_toks*r + t] for the valid rows and tokens of a micro-kernel call."""
-    for r in range(min(n_rows, nr - i)):
-        for t in range(min(n_toks, n_tok - t0)):
-            out[t0 + t, r0 + i + r] = acc[n_toks * r + t]
+def _store(acc, out, r0, i, nr, t0, n_tok):
+    """out[t0 + t, r0 + i + r] = acc[TOKENS*r + t] for the valid rows and tokens of a micro-kernel call."""
+    for r in range(min(ROWS, nr - i)):
+        for t in range(min(TOKENS, n_tok - t0)):
+            out[t0 + t, r0 + i + r] = acc[TOKENS * r + t]
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -244,7 +243,7 @@ def _tile_kq(kind, tile, nr, r0, qs, d, bsums, out):
             else:
                 for b in range(nb):
                     _kq_nomin(tile, rows, b, qs, bsums, d, toks, acc)
-            _store(acc, out, r0, i, nr, t0, n_tok, ROWS, TOKENS)
+            _store(acc, out, r0, i, nr, t0, n_tok)
 
 
 @numba.njit(cache=True, parallel=True)
