@@ -1,4 +1,4 @@
-"""Speed and memory of airoboros-ggml on a 7B-shaped q4_K_M model and SmolLM2, vs ctransformers (issue 6).
+"""Speed and memory of airoboros-ggml on a 7B-shaped q4_K_M model and SmolLM2, vs llama.cpp and ctransformers.
 
 Every measurement runs in a fresh subprocess (``airoboros-ggml bench --json``), so start-up and peak RSS are
 real. Steps:
@@ -9,8 +9,11 @@ real. Steps:
    (numba cache warm) for the time from process start to the first token of a 16-token prompt;
 3. when ``ctransformers`` is importable, the same measurements on the GGML v3 file (timed here around its
    ``eval``/``sample`` calls, batch size 512, in its own subprocess), with ratios;
-4. SmolLM2-135M Q4_1 (``smollm2``): prompt 512 and generation;
-5. a markdown table with the machine description, the load average around each measurement and the
+4. when ``llama_cpp`` (llama-cpp-python) is importable by ``--llama-cpp-python`` (default
+   ``$LLAMA_CPP_PYTHON``, else this interpreter), llama.cpp on the GGUF files, measured the same way
+   (``benchmarks/llamacpp_peer.py``), with ratios;
+5. SmolLM2-135M Q4_1 (``smollm2``): prompt 512 and generation (and llama.cpp on the same file);
+6. a markdown table with the machine description, the load average around each measurement and the
    targets -> ``benchmarks/results/speed.md``.
 
 The machine is shared: before each measurement the script waits (up to ``--max-wait`` seconds) for the
@@ -19,6 +22,7 @@ The machine is shared: before each measurement the script waits (up to ``--max-w
 Usage::
 
     PYTHONPATH=src python benchmarks/speed.py [--reps 3] [--n-gen 16] [--formats ggml,gguf] [--no-smollm2]
+        [--llama-cpp-python /path/to/venv/bin/python]
 """
 
 from __future__ import annotations
@@ -39,18 +43,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import llamacpp_peer  # noqa: E402  (benchmarks/ is on sys.path above)
+
 log = logging.getLogger("speed")
 
 MB = 1024 * 1024
-TARGETS = {
-    "7b_gen_tok_s": 3.0,
-    "7b_prompt_tok_s": 9.0,
-    "7b_process_ttft_s": 5.0,
-    "smollm2_gen_tok_s": 50.0,
-    "smollm2_prompt_tok_s": 170.0,
-}
-REFERENCE = "llama.cpp here (docs/performance.md): 7B prompt 7.6 tok/s, generation 2.5-3.0 tok/s, RSS 7.2 GB; " \
-    "SmolLM2 prompt 169, generation 65 tok/s"
 
 
 def loadavg() -> float:
@@ -190,6 +187,16 @@ def bench_ctransformers(path: Path, args: argparse.Namespace, n_prompt: int, rep
     return report
 
 
+def bench_peer(path: Path, python: str, args: argparse.Namespace, n_prompt: int, n_gen: int) -> dict[str, Any]:
+    """llama.cpp on ``path`` (``llamacpp_peer.py`` under ``python``), with the load average around it."""
+    before = wait_for_quiet(args.max_load, args.max_wait)
+    report = llamacpp_peer.bench_llamacpp(path, python, n_prompt, n_gen, args.threads, args.ctx, args.reps,
+                                          timeout=args.timeout)
+    report["load"] = (before, loadavg())
+    _log_result(report)
+    return report
+
+
 # ----------------------------------------------------------------------------------- report
 
 
@@ -204,93 +211,88 @@ def _load(r: dict[str, Any] | None) -> str:
 
 
 def render_markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
-    """The results table (markdown)."""
+    """The results tables (markdown): the 7B-shaped files, then SmolLM2, each with its peers and ratios."""
     ours = results["ours"]  # fmt -> bench report
     ttft = results["ttft"]  # fmt -> bench report of the second process
-    peer = results.get("ctransformers")
-    smol = results.get("smollm2")
     formats = list(ours)
+    smol = results.get("smollm2")
     any_r = next(iter(ours.values()), None) or smol
     lines = [
-        "# Speed and memory (issue 6)",
+        "# Speed and memory",
         "",
         f"Measured {results['date']} at commit `{results['commit']}` by `benchmarks/speed.py` "
         f"(medians of {args.reps} runs, {args.threads} threads, n_ctx {args.ctx}).",
         "",
         f"Machine: {any_r['machine'] if any_r else '?'}.",
         "",
-        "7B-shaped Llama-2 q4_K_M files (random valid blocks, llama.cpp's q4_K_M type mix; "
-        + ", ".join(f"{f}: {ours[f]['file_bytes']:,} bytes" for f in formats) + ").",
-        "",
     ]
-    head = ["measurement", "target"] + [f"airoboros-ggml ({f})" for f in formats]
-    if peer:
-        head += ["ctransformers 0.2.27 (ggml)", "ours / ctransformers"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    base = ours.get("ggml")
-
-    def row(name: str, target: str, key: str, spec: str, src: dict[str, Any], scale: float = 1.0,
-            higher: bool = True) -> None:
-        values = [(src.get(f) or {}).get(key) for f in formats]
-        cells = [name, target] + [_fmt(v and v / scale, spec) for v in values]
-        if peer:
-            theirs = peer.get(key)
-            cells.append(_fmt(theirs and theirs / scale, spec))
-            mine = (src.get("ggml") or {}).get(key)
-            ratio = mine / theirs if (mine and theirs) else None
-            if ratio is not None and not higher:
-                ratio = 1.0 / ratio
-            cells.append(_fmt(ratio, ".2f") + ("×" if ratio else ""))
-        lines.append("| " + " | ".join(cells) + " |")
-
-    row(f"prompt processing, {args.n_prompt} tokens (tok/s)", f"≥ {TARGETS['7b_prompt_tok_s']}",
-        "prompt_tok_s", ".2f", ours)
-    row(f"generation, {args.n_gen} tokens (tok/s)", f"≥ {TARGETS['7b_gen_tok_s']}", "gen_tok_s", ".2f",
-        ours)
-    row(f"generation after the {args.n_prompt}-token prompt, {args.n_gen} tokens (tok/s)", "—",
-        "gen_long_tok_s", ".2f", ours)
-    budget = base["rss_budget_bytes"] / MB if base else None
-    row("peak RSS (MB)", f"≤ {_fmt(budget, '.0f')} (file + KV + 300)", "peak_rss_bytes", ".0f", ours, MB,
-        higher=False)
-    row("time to first token, 16 tokens, warm process (s)", "—", "ttft_s", ".2f", ours, higher=False)
-    row("process start → first token, 16 tokens, second process (s)", f"≤ {TARGETS['7b_process_ttft_s']}",
-        "process_ttft_s", ".2f", ttft, higher=False)
-    row("load (s)", "—", "load_s", ".2f", ours, higher=False)
-    lines.append("| load average (1 min) before → after | — | "
-                 + " | ".join(_load(ours[f]) for f in formats)
-                 + (f" | {_load(peer)} | |" if peer else " |"))
-    lines += [""]
-    if base:
-        lines.append(
-            f"KV cache: {base['kv_cache_bytes'] / MB:.0f} MB (f16 keys and values at n_ctx {args.ctx}, as "
-            "llama.cpp). Peak RSS counts every memory-mapped page of the file that was touched, so it is "
-            "≈ file + KV + interpreter/numba/scratch."
-        )
-        lines.append("")
-    if not peer:
-        lines += ["ctransformers not installed (`pip install ctransformers==0.2.27`): no side-by-side run.",
-                  ""]
-    if smol:
+    # peers of the 7B table: (column title, report, which of our formats the ratio compares with)
+    peers = [(f"{r['engine']} (gguf)", r, "gguf") for r in [results.get("llamacpp")] if r]
+    peers += [("ctransformers 0.2.27 (ggml)", r, "ggml") for r in [results.get("ctransformers")] if r]
+    if formats:
         lines += [
-            f"SmolLM2-135M-Instruct Q4_1 (`smollm2`, {smol['file_bytes']:,} bytes):",
-            "",
-            "| measurement | target | airoboros-ggml |",
-            "|---|---|---|",
-            f"| prompt processing, {smol['n_prompt']} tokens (tok/s) | "
-            f"≥ {TARGETS['smollm2_prompt_tok_s']} | "
-            f"{_fmt(smol['prompt_tok_s'], '.1f')} |",
-            f"| generation, {smol['n_gen']} tokens (tok/s) | ≥ {TARGETS['smollm2_gen_tok_s']} | "
-            f"{_fmt(smol['gen_tok_s'], '.1f')} |",
-            f"| generation after the {smol['n_prompt']}-token prompt (tok/s) | — | "
-            f"{_fmt(smol.get('gen_long_tok_s'), '.1f')} |",
-            f"| time to first token, 16 tokens, warm process (s) | — | {_fmt(smol['ttft_s'], '.3f')} |",
-            f"| peak RSS (MB) | — | {smol['peak_rss_bytes'] / MB:.0f} |",
-            f"| load average before → after | — | {_load(smol)} |",
+            "7B-shaped Llama-2 q4_K_M files (random valid blocks, llama.cpp's q4_K_M type mix; "
+            + ", ".join(f"{f}: {ours[f]['file_bytes']:,} bytes" for f in formats) + ").",
             "",
         ]
-    lines += [f"Reference: {REFERENCE}.", ""]
+        sources = {f: {**ours[f], "process_ttft_s": (ttft.get(f) or {}).get("process_ttft_s")} for f in formats}
+        columns = [(f"airoboros-ggml ({f})", sources[f]) for f in formats]
+        ratios = [(f"ours ({f}) / {title.split(' (')[0]}", sources.get(f), peer) for title, peer, f in peers]
+        budget = ours[formats[0]]["rss_budget_bytes"] / MB
+        rows = [
+            (f"prompt processing, {args.n_prompt} tokens (tok/s)", "prompt_tok_s", ".2f", 1.0, True),
+            (f"generation, {args.n_gen} tokens (tok/s)", "gen_tok_s", ".2f", 1.0, True),
+            (f"generation after the {args.n_prompt}-token prompt, {args.n_gen} tokens (tok/s)", "gen_long_tok_s",
+             ".2f", 1.0, True),
+            (f"peak RSS (MB; budget file + KV + 300 = {budget:.0f})", "peak_rss_bytes", ".0f", MB, False),
+            ("time to first token, 16 tokens, warm process (s)", "ttft_s", ".2f", 1.0, False),
+            ("process start → first token, 16 tokens, second process (s)", "process_ttft_s", ".2f", 1.0, False),
+            ("load (s)", "load_s", ".2f", 1.0, False),
+        ]
+        lines += _table(rows, columns + [(t, r) for t, r, _ in peers], ratios)
+        kv = ours[formats[0]]["kv_cache_bytes"] / MB
+        lines += [
+            f"KV cache: {kv:.0f} MB (f16 keys and values at n_ctx {args.ctx}, as llama.cpp). Peak RSS counts every "
+            "memory-mapped page of the file that was touched, so it is ≈ file + KV + interpreter/numba/scratch.",
+            "",
+        ]
+    if smol:
+        smol_peer = results.get("llamacpp_smollm2")
+        columns = [("airoboros-ggml", smol)] + ([(smol_peer["engine"], smol_peer)] if smol_peer else [])
+        ratios = [("ours / llama.cpp", smol, smol_peer)] if smol_peer else []
+        rows = [
+            (f"prompt processing, {smol['n_prompt']} tokens (tok/s)", "prompt_tok_s", ".1f", 1.0, True),
+            (f"generation, {smol['n_gen']} tokens (tok/s)", "gen_tok_s", ".1f", 1.0, True),
+            (f"generation after the {smol['n_prompt']}-token prompt (tok/s)", "gen_long_tok_s", ".1f", 1.0, True),
+            ("time to first token, 16 tokens, warm process (s)", "ttft_s", ".3f", 1.0, False),
+            ("peak RSS (MB)", "peak_rss_bytes", ".0f", MB, False),
+        ]
+        lines += [f"SmolLM2-135M-Instruct Q4_1 (`smollm2`, {smol['file_bytes']:,} bytes):", ""]
+        lines += _table(rows, columns, ratios)
+    missing = [name for keys, name in ((("llamacpp", "llamacpp_smollm2"), "llama-cpp-python (`--llama-cpp-python`)"),
+                                       (("ctransformers",), "ctransformers 0.2.27")) if not set(keys) & set(results)]
+    if missing:
+        lines += [f"Not measured side by side (not importable): {', '.join(missing)}.", ""]
+    lines += ["Ratios above 1 favour airoboros-ggml (for times and memory: theirs / ours).", ""]
     lines += ["Raw results:", "", "```json", json.dumps(results, indent=1, default=str), "```", ""]
     return "\n".join(lines)
+
+
+def _table(rows: list[tuple[str, str, str, float, bool]], columns: list[tuple[str, dict[str, Any]]],
+           ratios: list[tuple[str, dict[str, Any] | None, dict[str, Any]]]) -> list[str]:
+    """A markdown table: one row per (name, key, format, scale, higher-is-better), then the load averages."""
+    head = ["measurement"] + [t for t, _ in columns] + [t for t, _, _ in ratios]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, key, spec, scale, higher in rows:
+        cells = [name] + [_fmt(r.get(key) and r[key] / scale, spec) for _, r in columns]
+        for _, mine, theirs in ratios:
+            a, b = (mine or {}).get(key), theirs.get(key)
+            ratio = (a / b if higher else b / a) if (a and b) else None
+            cells.append(_fmt(ratio, ".2f") + ("×" if ratio else ""))
+        out.append("| " + " | ".join(cells) + " |")
+    loads = [_load(r) for _, r in columns] + [""] * len(ratios)
+    out += ["| load average (1 min) before → after | " + " | ".join(loads) + " |", ""]
+    return out
 
 
 def _commit() -> str:
@@ -302,25 +304,12 @@ def _commit() -> str:
 
 
 def print_summary(results: dict[str, Any]) -> None:
-    """One line per engine and model on stdout, with ratios against ctransformers."""
-    peer = results.get("ctransformers")
-    for fmt, r in results["ours"].items():
-        t = results["ttft"].get(fmt) or {}
-        print(f"ours {fmt}: prompt {r['prompt_tok_s']:.2f} tok/s, gen {r['gen_tok_s']:.2f} tok/s, "
-              f"RSS {r['peak_rss_bytes'] / MB:.0f} MB (budget {r['rss_budget_bytes'] / MB:.0f}), "
-              f"second-process TTFT {_fmt(t.get('process_ttft_s'), '.2f')} s, load {_load(r)}")
-    if peer:
-        print(f"ctransformers: prompt {peer['prompt_tok_s']:.2f} tok/s, gen {peer['gen_tok_s']:.2f} tok/s, "
-              f"RSS {peer['peak_rss_bytes'] / MB:.0f} MB, load {_load(peer)}")
-        mine = results["ours"].get("ggml")
-        if mine:
-            print("ratios (ours ggml / ctransformers): "
-                  f"prompt {mine['prompt_tok_s'] / peer['prompt_tok_s']:.2f}×, "
-                  f"gen {mine['gen_tok_s'] / peer['gen_tok_s']:.2f}×")
-    smol = results.get("smollm2")
-    if smol:
-        print(f"smollm2: prompt {smol['prompt_tok_s']:.1f} tok/s, gen {smol['gen_tok_s']:.1f} tok/s, "
-              f"load {_load(smol)}")
+    """One line per engine and model on stdout."""
+    reports = [(f"ours {f}", r) for f, r in results["ours"].items()]
+    reports += [(k, results[k]) for k in ("llamacpp", "ctransformers", "smollm2", "llamacpp_smollm2") if k in results]
+    for name, r in reports:
+        print(f"{name}: prompt {_fmt(r.get('prompt_tok_s'), '.2f')} tok/s, gen {_fmt(r.get('gen_tok_s'), '.2f')} "
+              f"tok/s, RSS {r['peak_rss_bytes'] / MB:.0f} MB, load {_load(r)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--formats", default="ggml,gguf", help="7B files to run: ggml, gguf, both or none ('')")
     p.add_argument("--no-ctransformers", action="store_true")
     p.add_argument("--no-smollm2", action="store_true")
+    p.add_argument("--llama-cpp-python", metavar="PYTHON",
+                   help="interpreter with llama_cpp for the llama.cpp columns (default: $LLAMA_CPP_PYTHON or this one)")
+    p.add_argument("--no-llama-cpp", action="store_true")
     p.add_argument("--smollm2-n-gen", type=int, default=64)
     p.add_argument("--max-load", type=float, default=1.0, help="wait while the 1-minute load is above this")
     p.add_argument("--max-wait", type=float, default=120.0, help="seconds to wait for a quiet machine")
@@ -360,8 +352,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_ctransformers and ctransformers_available():
         ggml = paths.get("ggml") or make("ggml")
         results["ctransformers"] = bench_ctransformers(ggml, args, args.n_prompt, args.reps)
+    llama_python = llamacpp_peer.interpreter(args.llama_cpp_python)
+    with_llama = not args.no_llama_cpp and llamacpp_peer.available(llama_python)
+    if with_llama and formats:
+        gguf = paths.get("gguf") or make("gguf")
+        results["llamacpp"] = bench_peer(gguf, llama_python, args, args.n_prompt, args.n_gen)
     if not args.no_smollm2:
         results["smollm2"] = bench("smollm2", args, 512, args.smollm2_n_gen, args.reps)
+        if with_llama:
+            from airoboros_ggml.default_model import smollm2_path
+
+            results["llamacpp_smollm2"] = bench_peer(smollm2_path(), llama_python, args, 512, args.smollm2_n_gen)
     print_summary(results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(render_markdown(results, args))

@@ -15,7 +15,7 @@ import airoboros_ggml
 from airoboros_ggml import FileType
 from airoboros_ggml.formats import RawTensor, write_gguf
 from airoboros_ggml.ggml_types import GGMLType
-from airoboros_ggml.tools.perplexity import perplexity
+from airoboros_ggml.tools.perplexity import chunk_nll, perplexity
 from airoboros_ggml.tools.synthetic import random_llama_tensors, tiny_hparams, tiny_vocab
 from test_forward import reference_logits  # the float64 Llama written independently in test_forward.py
 
@@ -100,3 +100,12 @@ def test_smollm2_genesis_perplexity_matches_llama_cpp(smollm2: Path) -> None:
     result = perplexity(model, TEXT.read_text(), n_ctx=512, progress=False)
     assert result.n_tokens == 22_698 and result.n_chunks == 44 and result.n_scored == 44 * 255
     assert result.ppl == pytest.approx(LLAMA_CPP_GENESIS_PPL, rel=0.01)
+
+
+def test_chunk_nll_equals_a_float64_log_softmax():
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal((7, 50_000)) * 8).astype(np.float32)  # float32 (7, n_vocab)
+    targets = rng.integers(0, 50_000, 7)
+    rows = logits.astype(np.float64)
+    want = np.log(np.exp(rows - rows.max(1, keepdims=True)).sum(1)) + rows.max(1) - rows[np.arange(7), targets]
+    np.testing.assert_allclose(chunk_nll(logits, targets), want, rtol=0, atol=1e-5)

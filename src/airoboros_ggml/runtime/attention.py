@@ -61,23 +61,26 @@ def _attend_span(q: np.ndarray, cache: KVCache, layer: int, span: KVSpan) -> np.
     else:  # one KV head at a time keeps the (group * n_tok, n_keys) scores small
         keys = cache.keys(layer, span.seq, end)  # float32 (n_kv, n_keys, hd)
         values = cache.values(layer, span.seq, end)  # float32 (n_kv, n_keys, hd)
-        mask = np.arange(end)[None, :] > (span.start + np.arange(n_tok))[:, None]  # bool (n_tok, n_keys)
-        mask = np.broadcast_to(mask, (group, n_tok, end)).reshape(group * n_tok, end)
-        out = np.stack([softmax_attention(qg[h], keys[h], values[h], hd, mask) for h in range(n_kv)])
+        hidden = np.arange(end)[None, :] > (span.start + np.arange(n_tok))[:, None]  # bool (n_tok, n_keys)
+        causal = np.where(hidden, np.float32(-np.inf), np.float32(0))  # float32 (n_tok, n_keys)
+        out = np.stack([softmax_attention(qg[h], keys[h], values[h], hd, causal) for h in range(n_kv)])
     return out.reshape(n_kv, group, n_tok, hd).transpose(2, 0, 1, 3).reshape(n_tok, n_head * hd)
 
 
 def softmax_attention(
-    q: np.ndarray, keys: np.ndarray, values: np.ndarray, hd: int, mask: np.ndarray | None
+    q: np.ndarray, keys: np.ndarray, values: np.ndarray, hd: int, bias: np.ndarray | None
 ) -> np.ndarray:
     """Softmax attention: q (..., n_q, hd), keys/values (..., n_keys, hd) -> (..., n_q, hd).
 
-    ``mask`` bool (n_q, n_keys) is True where a query may not see a key (causal mask).
+    ``bias`` float32 (n_pos, n_keys) is added to the scores of every run of ``n_pos`` consecutive query rows
+    (``n_q`` a multiple of ``n_pos``): 0 where a query may see a key, -inf where not (the causal mask of one
+    KV head's query group). Adding it costs ~1/30 of assigning through a boolean mask.
     """
     scores = np.matmul(q, np.swapaxes(keys, -1, -2))  # float32 (..., n_q, n_keys)
     scores *= np.float32(1.0 / np.sqrt(hd))
-    if mask is not None:
-        scores[..., mask] = -np.inf
+    if bias is not None:
+        runs = scores.reshape(scores.shape[:-2] + (-1,) + bias.shape)  # view (..., n_q / n_pos, n_pos, n_keys)
+        runs += bias
     scores -= scores.max(axis=-1, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)

@@ -71,10 +71,11 @@ def chunk_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     Returns:
         float64 (n,): ``logsumexp(row) - row[target]``.
     """
-    rows = logits.astype(np.float64)  # float64 (n, n_vocab)
-    top = rows.max(axis=1)  # float64 (n,)
-    lse = top + np.log(np.exp(rows - top[:, None]).sum(axis=1))  # float64 (n,)
-    return lse - rows[np.arange(len(targets)), targets]
+    top = logits.max(axis=1)  # float32 (n,)
+    shifted = logits - top[:, None]  # float32 (n, n_vocab), all <= 0
+    np.exp(shifted, out=shifted)  # float32 exp, summed in float64 (as llama-perplexity does)
+    lse = top.astype(np.float64) + np.log(shifted.sum(axis=1, dtype=np.float64))  # float64 (n,)
+    return lse - logits[np.arange(len(targets)), targets].astype(np.float64)
 
 
 def perplexity(
