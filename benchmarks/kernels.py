@@ -7,7 +7,9 @@ small SmolLM2-sized matrix (1536 x 576, or 1536 x 768 for 256-element blocks) at
 per-row overheads show (microseconds per call in brackets).
 matmul: GFLOP/s (2*n_out*n_in*n_tok / s) on 11008x4096 at batch 64 and 512 (2 numba threads; numpy's BLAS
 single-threaded inside each of the 2 worker threads). int8: the same for the integer kernels over 8-bit
-activations (types in ``INT_KERNELS``; matmul at batch 16, which they serve). Medians of ``--runs`` runs.
+activations (types in ``INT_KERNELS``; matmul at batch 16 through the row kernel and at batch 512 through the
+tiled kernel of ``quants.int_gemm`` for the K-quants, activation quantization included; the other types' batch
+512 is the tiles + BLAS path again). Medians of ``--runs`` runs.
 Writes benchmarks/results/kernels.md.
 """
 
@@ -53,8 +55,9 @@ def median_time(fn, runs: int) -> float:
     return float(np.median(ts))
 
 
-def int8_cells(t: GGMLType, rng: np.random.Generator, runs: int) -> list[str]:
-    """Integer kernels (8-bit activations, the runtime's default): matvec 1/2 threads, small matvec, batch 16."""
+def int8_cells(t: GGMLType, rng: np.random.Generator, runs: int, quick: bool) -> list[str]:
+    """Integer kernels (8-bit activations, the runtime's default): matvec 1/2 threads, small matvec, batch 16
+    and (unless ``quick``) 512."""
     shape = (11008, 4096)
     W = prepare_weight(random_rows(t, *shape), t, shape[1], quantized_activations=True)
     x = rng.standard_normal(shape[1]).astype(np.float32)
@@ -68,8 +71,13 @@ def int8_cells(t: GGMLType, rng: np.random.Generator, runs: int) -> list[str]:
     dt_small = median_time(lambda: Ws.matvec(xsm), max(runs, 21))
     X = rng.standard_normal((16, shape[1])).astype(np.float32)
     dt16 = median_time(lambda: W.matmul(X), max(runs, 5))
-    return [f"{gbs[0]:.1f} / {gbs[1]:.1f}", f"{Ws.raw.nbytes / dt_small / 1e9:.1f} ({dt_small * 1e6:.0f})",
-            f"{2 * W.n_out * W.n_in * 16 / dt16 / 1e9:.0f}"]
+    cells = [f"{gbs[0]:.1f} / {gbs[1]:.1f}", f"{Ws.raw.nbytes / dt_small / 1e9:.1f} ({dt_small * 1e6:.0f})",
+             f"{2 * W.n_out * W.n_in * 16 / dt16 / 1e9:.0f}"]
+    if quick:
+        return [*cells, "-"]
+    X = rng.standard_normal((512, shape[1])).astype(np.float32)
+    dt512 = median_time(lambda: W.matmul(X), max(3, runs // 2))
+    return [*cells, f"{2 * W.n_out * W.n_in * 512 / dt512 / 1e9:.0f}"]
 
 
 def main() -> None:
@@ -91,7 +99,8 @@ def main() -> None:
     rng = np.random.default_rng(1)
     head = ["type", "bpw"] + [f"mv {o}x{i} {nt}T GB/s" for nt in (1, 2) for (o, i) in SHAPES]
     head += ["mv small 2T GB/s (us)", "mm b64 GFLOP/s", "mm b512 GFLOP/s"]
-    head += ["int8 mv 11008x4096 1T / 2T GB/s", "int8 mv small 2T GB/s (us)", "int8 mm b16 GFLOP/s"]
+    head += ["int8 mv 11008x4096 1T / 2T GB/s", "int8 mv small 2T GB/s (us)", "int8 mm b16 GFLOP/s",
+             "int8 mm b512 GOP/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t in types:
         cells = [t.name, f"{TYPE_TRAITS[t].bits_per_weight:.2f}"]
@@ -118,14 +127,14 @@ def main() -> None:
             X = rng.standard_normal((n_tok, 4096)).astype(np.float32)
             dt = median_time(lambda W=W, X=X: W.matmul(X), max(3, args.runs // 2))
             cells.append(f"{2 * W.n_out * W.n_in * n_tok / dt / 1e9:.0f}")
-        cells += int8_cells(t, rng, args.runs) if t in INT_KERNELS else ["-"] * 3
+        cells += int8_cells(t, rng, args.runs, args.quick) if t in INT_KERNELS else ["-"] * 4
         lines.append("| " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     note = (
         f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numba {numba.__version__},"
         f" numpy {np.__version__}. matvec: fused numba kernels, exact f32 activations; int8: integer kernels over "
         "activations quantized to 8 bits (Q8_K for K-quants, Q8_0/Q8_1 for the legacy types), the runtime's "
-        "default for one token and batches <= 32; matmul: "
+        "default (row kernels for one token and batches <= 32, tiled kernels above for the K-quants); matmul: "
         "256-row tiles decoded to float32 by the vectorised tile decoders + numpy BLAS (1 BLAS thread per "
         "worker, 2 workers). "
         "The machine is shared with other jobs, so numbers are noisy. Medians of "

@@ -125,6 +125,23 @@ def test_quantized_activations_stay_close_to_exact(tmp_path):
     assert _rel_err(_run(exact, hp, tokens, 1), reference_logits(dequantized, hp, tokens)) < 1e-4
 
 
+def test_integer_kernels_give_the_same_logits_however_the_prompt_is_split(tmp_path):
+    """40 prompt tokens in one batch (tiled integer kernel) or in batches of 20 / 32 + 8 (row kernel).
+
+    The matrix products are bit-identical per token (tests/test_quants_int_gemm.py); what remains is float32
+    rounding in attention and norms over batches of other lengths (before the tiled kernel, one batch of 40
+    took exact float32 products and differed by the 8-bit activation error: 6e-2 here, now 2e-7).
+    """
+    hp = tiny_hparams()
+    tensors = random_llama_tensors(hp, FileType.MOSTLY_Q4_K_M, seed=9, scale=0.08)
+    mf = open_model_file(write_gguf(tmp_path / "q4km.gguf", hp, tiny_vocab(hp.n_vocab), tensors))
+    fast = LlamaForward(mf.hparams, LlamaWeights.from_model_file(mf, quantized_activations=True))
+    tokens = np.random.default_rng(10).integers(0, hp.n_vocab, 40)
+    whole = _run(fast, hp, tokens, 512)
+    for n_batch in (20, 32):
+        assert _rel_err(_run(fast, hp, tokens, n_batch), whole) < 1e-5, n_batch
+
+
 def test_context_overflow_is_refused(tmp_path):
     hp = tiny_hparams()
     _, fwd, _ = _model(tmp_path, hp)

@@ -44,6 +44,18 @@ from .kernels import Q3_K, Q4_K, Q5_K, Q6_K
 from .q8_activations import Q8K, QK_K
 
 
+def kq_value(bld, d, isum, dmin=None, msum=None) -> ir.Value:
+    """``d*float(isum) - dmin*float(msum)`` (or ``d*float(isum)``), float32 scalars or vectors, as written.
+
+    The float operations of a K-quant block's value, shared with :mod:`.int_gemm` (flags :data:`.simd.STRICT`:
+    no fusing or reordering, so that both give the same bits).
+    """
+    value = bld.fmul(d, bld.sitofp(isum, d.type), flags=S.STRICT)
+    if dmin is None:
+        return value
+    return bld.fsub(value, bld.fmul(dmin, bld.sitofp(msum, d.type), flags=S.STRICT), flags=S.STRICT)
+
+
 def _block_pointers(context, builder, sig, args):
     """Pointers to the weight block, its 256 activation bytes and its 16 bsums (args: row, o, qs, bsums, b)."""
     b = args[4]
@@ -53,7 +65,7 @@ def _block_pointers(context, builder, sig, args):
     return rp, yp, bp
 
 
-def _k4_scales_mins(bld, rp):
+def k4_scales_mins(bld, rp):
     """i16 (16,) lanes 0..7 = the 6-bit scales, 8..15 = the 6-bit mins of the Q4_K/Q5_K scales at rp + 4."""
     u0, u1, u2 = (S.load(bld, S.byte_ptr(bld, rp, 4 + 4 * k), S.I32) for k in range(3))
     m6, m4, m2 = S.const(0x3F3F3F3F), S.const(0x0F0F0F0F), S.const(0x03030303)
@@ -75,16 +87,11 @@ def _pack4(bld, words):
     return packed
 
 
-def _k4_block(bld, rp, yp, bp, qo, qh_o):
-    """float32 ``d*isum - dmin*msum`` of a Q4_K (qh_o None) or Q5_K (high bits at rp + qh_o) block."""
-    d = S.load_f16(bld, rp)
-    dmin = S.load_f16(bld, S.byte_ptr(bld, rp, 2))
-    sm = _k4_scales_mins(bld, rp)  # i16 (16,): scales 0..7, mins 0..7
-    bs = S.load(bld, bp, S.V16I16)  # i16 (16,) activation sums per 16
-    msum = S.hsum(bld, S.maddwd(bld, bs, S.pick(bld, sm, [8 + k // 2 for k in range(16)])))
+def k4_codes(bld, rp, qo, qh_o) -> list:
+    """The 8 vectors u8 (32,) of codes of sub-blocks 0..7 of the Q4_K (qh_o None) / Q5_K block at rp."""
     qh = None if qh_o is None else S.load(bld, S.byte_ptr(bld, rp, qh_o), S.V32I8)
     one, four = S.const(1, S.V32I8), S.const(4, S.V32I8)
-    acc = None
+    codes = []
     for j in range(4):  # 64 elements: low nibbles = sub-block 2j, high nibbles = 2j+1
         q = S.load(bld, S.byte_ptr(bld, rp, qo + 32 * j), S.V32I8)
         lo = bld.and_(q, S.const(15, S.V32I8))
@@ -92,15 +99,24 @@ def _k4_block(bld, rp, yp, bp, qo, qh_o):
         if qh is not None:  # 5th bit of sub-block k = bit k of qh
             lo = bld.or_(lo, bld.shl(bld.and_(bld.lshr(qh, S.const(2 * j, S.V32I8)), one), four))
             hi = bld.or_(hi, bld.shl(bld.and_(bld.lshr(qh, S.const(2 * j + 1, S.V32I8)), one), four))
-        ylo = S.load(bld, S.byte_ptr(bld, yp, 64 * j), S.V32I8)
-        yhi = S.load(bld, S.byte_ptr(bld, yp, 64 * j + 32), S.V32I8)
-        t = bld.add(
-            S.maddwd(bld, S.maddubs(bld, lo, ylo), S.pick(bld, sm, [2 * j] * 16)),
-            S.maddwd(bld, S.maddubs(bld, hi, yhi), S.pick(bld, sm, [2 * j + 1] * 16)),
-        )
+        codes += [lo, hi]
+    return codes
+
+
+def _k4_block(bld, rp, yp, bp, qo, qh_o):
+    """float32 ``d*isum - dmin*msum`` of a Q4_K (qh_o None) or Q5_K (high bits at rp + qh_o) block."""
+    d = S.load_f16(bld, rp)
+    dmin = S.load_f16(bld, S.byte_ptr(bld, rp, 2))
+    sm = k4_scales_mins(bld, rp)  # i16 (16,): scales 0..7, mins 0..7
+    bs = S.load(bld, bp, S.V16I16)  # i16 (16,) activation sums per 16
+    msum = S.hsum(bld, S.maddwd(bld, bs, S.pick(bld, sm, [8 + k // 2 for k in range(16)])))
+    acc = None
+    for k, u in enumerate(k4_codes(bld, rp, qo, qh_o)):
+        y = S.load(bld, S.byte_ptr(bld, yp, 32 * k), S.V32I8)
+        t = S.maddwd(bld, S.maddubs(bld, u, y), S.pick(bld, sm, [k] * 16))
         acc = t if acc is None else bld.add(acc, t)
     isum = S.hsum(bld, acc)
-    return bld.fsub(bld.fmul(d, bld.sitofp(isum, S.F32)), bld.fmul(dmin, bld.sitofp(msum, S.F32)))
+    return kq_value(bld, d, isum, dmin, msum)
 
 
 @intrinsic
@@ -125,7 +141,7 @@ def _q5_k_block(typingctx, row, o, qs, bsums, b):
     return sig, codegen
 
 
-def _low2_chunks(bld, rp, qo):
+def low2_chunks(bld, rp, qo):
     """The 8 vectors u8 (32,) of 2-bit codes of elements 32j..32j+31 (j = 4h + s) from qs[64] at rp + qo."""
     m3 = S.const(3, S.V32I8)
     out = []
@@ -145,6 +161,13 @@ def _group_dot(bld, codes, yp, sc):
     return acc
 
 
+def q2_scales_mins(bld, rp) -> tuple:
+    """i16 (16,) group scales and i16 (16,) group mins (0..15 each) of the Q2_K block at rp."""
+    sb = S.load(bld, rp, S.V16I8)  # u8 (16,): scale | min << 4 per group
+    return (bld.zext(bld.and_(sb, S.const(15, S.V16I8)), S.V16I16),
+            bld.zext(bld.lshr(sb, S.const(4, S.V16I8)), S.V16I16))
+
+
 @intrinsic
 def _q2_k_block(typingctx, row, o, qs, bsums, b):
     """float32 ``d*isum - dmin*msum`` of the Q2_K block at row[o] and activation block b."""
@@ -154,14 +177,38 @@ def _q2_k_block(typingctx, row, o, qs, bsums, b):
         rp, yp, bp = _block_pointers(context, bld, signature, args)
         d = S.load_f16(bld, S.byte_ptr(bld, rp, 80))
         dmin = S.load_f16(bld, S.byte_ptr(bld, rp, 82))
-        sb = S.load(bld, rp, S.V16I8)  # u8 (16,): scale | min << 4 per group
-        sc = bld.zext(bld.and_(sb, S.const(15, S.V16I8)), S.V16I16)  # i16 (16,) group scales 0..15
-        mn = bld.zext(bld.lshr(sb, S.const(4, S.V16I8)), S.V16I16)  # i16 (16,) group mins 0..15
+        sc, mn = q2_scales_mins(bld, rp)  # i16 (16,) each: group scales and mins 0..15
         msum = S.hsum(bld, S.maddwd(bld, S.load(bld, bp, S.V16I16), mn))
-        isum = S.hsum(bld, _group_dot(bld, _low2_chunks(bld, rp, 16), yp, sc))
-        return bld.fsub(bld.fmul(d, bld.sitofp(isum, S.F32)), bld.fmul(dmin, bld.sitofp(msum, S.F32)))
+        isum = S.hsum(bld, _group_dot(bld, low2_chunks(bld, rp, 16), yp, sc))
+        return kq_value(bld, d, isum, dmin, msum)
 
     return sig, codegen
+
+
+def q3_scales(bld, rp) -> ir.Value:
+    """i16 (16,) signed group scales -32..31 of the Q3_K block at rp (ggml's kmask1/kmask2 unpacking)."""
+    u0, u1, u2 = (S.load(bld, S.byte_ptr(bld, rp, 96 + 4 * k), S.I32) for k in range(3))
+    m4, m2, c4 = S.const(0x0F0F0F0F), S.const(0x03030303), S.const(4)
+    top2 = lambda s: bld.shl(bld.and_(bld.lshr(u2, S.const(s)) if s else u2, m2), c4)  # noqa: E731
+    words = (  # bytes: 6-bit scales of groups 0-3, 4-7, 8-11, 12-15
+        bld.or_(bld.and_(u0, m4), top2(0)),
+        bld.or_(bld.and_(u1, m4), top2(2)),
+        bld.or_(bld.and_(bld.lshr(u0, c4), m4), top2(4)),
+        bld.or_(bld.and_(bld.lshr(u1, c4), m4), top2(6)),
+    )
+    sc6 = bld.zext(bld.bitcast(_pack4(bld, words), S.V16I8), S.V16I16)
+    return bld.sub(sc6, S.const(32, S.V16I16))
+
+
+def q3_codes(bld, rp) -> list:
+    """The 8 vectors u8 (32,) of codes u = low2 + 4 * high bit (0..7) of the Q3_K block at rp."""
+    hm = S.load(bld, rp, S.V32I8)  # hmask: bit j of byte l = high bit of element 32j + l
+    one = S.const(1, S.V32I8)
+    two = S.const(2, S.V32I8)
+    return [
+        bld.or_(u, bld.shl(bld.and_(bld.lshr(hm, S.const(j, S.V32I8)) if j else hm, one), two))
+        for j, u in enumerate(low2_chunks(bld, rp, 32))
+    ]
 
 
 @intrinsic
@@ -172,29 +219,37 @@ def _q3_k_block(typingctx, row, o, qs, bsums, b):
     def codegen(context, bld, signature, args):
         rp, yp, bp = _block_pointers(context, bld, signature, args)
         d = S.load_f16(bld, S.byte_ptr(bld, rp, 108))
-        u0, u1, u2 = (S.load(bld, S.byte_ptr(bld, rp, 96 + 4 * k), S.I32) for k in range(3))
-        m4, m2, c4 = S.const(0x0F0F0F0F), S.const(0x03030303), S.const(4)
-        top2 = lambda s: bld.shl(bld.and_(bld.lshr(u2, S.const(s)) if s else u2, m2), c4)  # noqa: E731
-        words = (  # bytes: 6-bit scales of groups 0-3, 4-7, 8-11, 12-15 (ggml's kmask1/kmask2 unpacking)
-            bld.or_(bld.and_(u0, m4), top2(0)),
-            bld.or_(bld.and_(u1, m4), top2(2)),
-            bld.or_(bld.and_(bld.lshr(u0, c4), m4), top2(4)),
-            bld.or_(bld.and_(bld.lshr(u1, c4), m4), top2(6)),
-        )
-        sc6 = bld.zext(bld.bitcast(_pack4(bld, words), S.V16I8), S.V16I16)
-        sc = bld.sub(sc6, S.const(32, S.V16I16))  # i16 (16,) signed group scales -32..31
+        sc = q3_scales(bld, rp)  # i16 (16,) signed group scales -32..31
         offset = S.hsum(bld, S.maddwd(bld, S.load(bld, bp, S.V16I16), sc))  # sum_g sc_g * bsum_g
-        hm = S.load(bld, rp, S.V32I8)  # hmask: bit j of byte l = high bit of element 32j + l
-        one = S.const(1, S.V32I8)
-        two = S.const(2, S.V32I8)
-        codes = [  # u = low2 + 4 * high bit, 0..7
-            bld.or_(u, bld.shl(bld.and_(bld.lshr(hm, S.const(j, S.V32I8)) if j else hm, one), two))
-            for j, u in enumerate(_low2_chunks(bld, rp, 32))
-        ]
-        isum = bld.sub(S.hsum(bld, _group_dot(bld, codes, yp, sc)), bld.shl(offset, S.const(2)))
-        return bld.fmul(d, bld.sitofp(isum, S.F32))
+        isum = bld.sub(S.hsum(bld, _group_dot(bld, q3_codes(bld, rp), yp, sc)), bld.shl(offset, S.const(2)))
+        return kq_value(bld, d, isum)
 
     return sig, codegen
+
+
+def q6_codes(bld, rp) -> list:
+    """The 8 vectors u8 (32,) of 6-bit codes (0..63) of elements 32k..32k+31 of the Q6_K block at rp."""
+    m15, m3 = S.const(15, S.V32I8), S.const(3, S.V32I8)
+    codes = []
+    for h in range(2):  # halves of 128 elements
+        qa = S.load(bld, S.byte_ptr(bld, rp, 64 * h), S.V32I8)
+        qc = S.load(bld, S.byte_ptr(bld, rp, 64 * h + 32), S.V32I8)
+        qh = S.load(bld, S.byte_ptr(bld, rp, 128 + 32 * h), S.V32I8)
+        high = [  # bits 4-5 of the codes: bit pairs of qh
+            bld.shl(bld.and_(bld.lshr(qh, S.const(s, S.V32I8)), m3), S.const(4, S.V32I8)) for s in (0, 2, 4, 6)
+        ]
+        codes += [
+            bld.or_(bld.and_(qa, m15), high[0]),
+            bld.or_(bld.and_(qc, m15), high[1]),
+            bld.or_(bld.lshr(qa, S.const(4, S.V32I8)), high[2]),
+            bld.or_(bld.lshr(qc, S.const(4, S.V32I8)), high[3]),
+        ]
+    return codes
+
+
+def q6_scales(bld, rp) -> ir.Value:
+    """i16 (16,) int8 group scales of the Q6_K block at rp."""
+    return bld.sext(S.load(bld, S.byte_ptr(bld, rp, 192), S.V16I8), S.V16I16)
 
 
 @intrinsic
@@ -205,30 +260,10 @@ def _q6_k_block(typingctx, row, o, qs, bsums, b):
     def codegen(context, bld, signature, args):
         rp, yp, bp = _block_pointers(context, bld, signature, args)
         d = S.load_f16(bld, S.byte_ptr(bld, rp, 208))
-        sc = bld.sext(S.load(bld, S.byte_ptr(bld, rp, 192), S.V16I8), S.V16I16)  # i16 (16,) group scales
+        sc = q6_scales(bld, rp)  # i16 (16,) group scales
         offset = S.hsum(bld, S.maddwd(bld, S.load(bld, bp, S.V16I16), sc))  # sum_g sc_g * bsum_g
-        m15, m3 = S.const(15, S.V32I8), S.const(3, S.V32I8)
-        acc = None
-        for h in range(2):  # halves of 128 elements
-            qa = S.load(bld, S.byte_ptr(bld, rp, 64 * h), S.V32I8)
-            qc = S.load(bld, S.byte_ptr(bld, rp, 64 * h + 32), S.V32I8)
-            qh = S.load(bld, S.byte_ptr(bld, rp, 128 + 32 * h), S.V32I8)
-            high = [  # bits 4-5 of the codes: bit pairs of qh
-                bld.shl(bld.and_(bld.lshr(qh, S.const(s, S.V32I8)), m3), S.const(4, S.V32I8)) for s in (0, 2, 4, 6)
-            ]
-            codes = (  # elements 32k..32k+31 of this half, values 0..63
-                bld.or_(bld.and_(qa, m15), high[0]),
-                bld.or_(bld.and_(qc, m15), high[1]),
-                bld.or_(bld.lshr(qa, S.const(4, S.V32I8)), high[2]),
-                bld.or_(bld.lshr(qc, S.const(4, S.V32I8)), high[3]),
-            )
-            for k in range(4):
-                y = S.load(bld, S.byte_ptr(bld, yp, 128 * h + 32 * k), S.V32I8)
-                g = 8 * h + 2 * k  # groups g (first 16 elements) and g+1
-                t = S.maddwd(bld, S.maddubs(bld, codes[k], y), S.pick(bld, sc, [g] * 8 + [g + 1] * 8))
-                acc = t if acc is None else bld.add(acc, t)
-        isum = bld.sub(S.hsum(bld, acc), bld.shl(offset, S.const(5)))
-        return bld.fmul(d, bld.sitofp(isum, S.F32))
+        isum = bld.sub(S.hsum(bld, _group_dot(bld, q6_codes(bld, rp), yp, sc)), bld.shl(offset, S.const(5)))
+        return kq_value(bld, d, isum)
 
     return sig, codegen
 

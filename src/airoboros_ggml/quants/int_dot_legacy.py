@@ -52,11 +52,6 @@ def _fsum(bld, v) -> ir.Value:
     return bld.extract_element(v, S.const(0))
 
 
-def _pick2(bld, a, b, lanes: list[int]) -> ir.Value:
-    """Vector of ``concat(a, b)[lanes[i]]``."""
-    return bld.shuffle_vector(a, b, ir.Constant(ir.VectorType(S.I32, len(lanes)), lanes))
-
-
 def _gather_f16(bld, rp, offsets: list[int]) -> ir.Value:
     """float32 (len(offsets),) vector of the fp16 values at rp + each byte offset."""
     h = ir.Constant(ir.VectorType(S.I16, len(offsets)), ir.Undefined)
@@ -111,13 +106,8 @@ def _group_codegen(kind: int, nblk: int):
         if nblk == 1:
             one = ir.Constant(ir.VectorType(S.I32, 1), None)
             isum = bld.insert_element(one, S.hsum(bld, sums[0]), S.const(0))
-        else:  # nblk == 8: per-block totals in one vector (phaddd tree, then the 128-bit halves added)
-            while len(sums) > 2:
-                pairs = [sums[i : i + 2] for i in range(0, len(sums), 2)]
-                sums = [S.call_intrinsic(bld, "llvm.x86.avx2.phadd.d", S.V8I32, pair) for pair in pairs]
-            h0, h1 = sums  # lanes: blocks 0-3 low half, 0-3 high half / blocks 4-7 likewise
-            lows = _pick2(bld, h0, h1, [0, 1, 2, 3, 8, 9, 10, 11])
-            isum = bld.add(lows, _pick2(bld, h0, h1, [4, 5, 6, 7, 12, 13, 14, 15]))
+        else:  # nblk == 8: per-block totals in one vector
+            isum = S.hsum8(bld, sums)
         if kind in _OFFSET:  # P_b - off * sum_i y_i
             ysum = bld.sext(S.load(bld, ap, ir.VectorType(S.I16, nblk)), isum.type)
             isum = bld.sub(isum, bld.mul(ysum, ir.Constant(isum.type, [_OFFSET[kind]] * nblk)))

@@ -37,6 +37,13 @@ HAVE_AVX2: bool = _numba_target_has_avx2()
 """True when the integer dot-product kernels can be compiled for this machine."""
 
 
+STRICT = ("nsz",)
+"""Fast-math flags for float instructions that must run exactly as written: numba's ``fastmath`` pass adds
+``fast`` (reassociation, contraction into FMAs) only to instructions without flags, and ``nsz`` (ignore the
+sign of a zero) changes no nonzero result. Kernels that must agree bit for bit (the row kernels and the tiled
+kernels of :mod:`.int_gemm`) build their per-block float arithmetic with it."""
+
+
 def const(value: int, ty: ir.Type = I32) -> ir.Constant:
     """An integer constant (a splat when ``ty`` is a vector type)."""
     if isinstance(ty, ir.VectorType):
@@ -89,3 +96,17 @@ def maddwd(builder, a, b) -> ir.Value:
 def hsum(builder, v) -> ir.Value:
     """Sum of the lanes of an i32 (8,) vector."""
     return call_intrinsic(builder, "llvm.vector.reduce.add.v8i32", I32, [v])
+
+
+def hsum8(builder, vecs: list) -> ir.Value:
+    """i32 (8,) vector whose lane p is the sum of the lanes of ``vecs[p]`` (8 vectors i32 (8,)).
+
+    A ``vphaddd`` tree (6 instructions) leaves the sums of the 128-bit halves; one shuffle pair adds them.
+    """
+    while len(vecs) > 2:
+        pairs = [vecs[i : i + 2] for i in range(0, len(vecs), 2)]
+        vecs = [call_intrinsic(builder, "llvm.x86.avx2.phadd.d", V8I32, pair) for pair in pairs]
+    h0, h1 = vecs  # lanes: vectors 0-3 low half, 0-3 high half / vectors 4-7 likewise
+    lanes = ir.VectorType(I32, 8)
+    lows = builder.shuffle_vector(h0, h1, ir.Constant(lanes, [0, 1, 2, 3, 8, 9, 10, 11]))
+    return builder.add(lows, builder.shuffle_vector(h0, h1, ir.Constant(lanes, [4, 5, 6, 7, 12, 13, 14, 15])))

@@ -3,10 +3,11 @@
 Each layer reads a type's facts here (as ggml's ``type_traits`` / ``type_traits_cpu``): the block layout from
 :data:`airoboros_ggml.ggml_types.LAYOUTS`, the activation type its integer kernel multiplies (ggml's
 ``vec_dot_type``), the numpy reference dequantizer (:mod:`.reference`), the quantizer (:mod:`.quantize`), the
-exact float32 matrix-vector kernel (:mod:`.fused`) and the integer kernel over 8-bit activations
-(:mod:`.int_dot`, :mod:`.int_dot_legacy`). Adding a type is one row here plus its kernels; inside numba code
-(bit-exact row decoders of :mod:`.kernels`, tile decoders of :mod:`.tiles`, K-quantizers) the type id
-selects the branch, since compiled code cannot read this table.
+exact float32 matrix-vector kernel (:mod:`.fused`), the integer kernel over 8-bit activations
+(:mod:`.int_dot`, :mod:`.int_dot_legacy`) and its tiled form for prompt batches (:mod:`.int_gemm`). Adding
+a type is one row here plus its kernels; inside numba code (bit-exact row decoders of :mod:`.kernels`, tile
+decoders of :mod:`.tiles`, K-quantizers) the type id selects the branch, since compiled code cannot read
+this table.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..ggml_types import LAYOUTS, BlockLayout, GGMLType, ggml_type
-from . import fused, int_dot, int_dot_legacy
+from . import fused, int_dot, int_dot_legacy, int_gemm
 from . import kernels as K
 from . import quantize as Q
 from . import reference as R
@@ -49,6 +50,10 @@ class TypeTraits(BlockLayout):
     int_matmul: IntMatmulFn | None
     """Integer kernel ``int_matmul(t, raw, X, out)`` over ``activation`` blocks: X float32 (n_tok, n_in) ->
     out float32 (n_tok, n_out) (needs AVX2: see :data:`.weight.INT_KERNELS`)."""
+    int_gemm: IntMatmulFn | None
+    """The same product tiled for large batches (:mod:`.int_gemm`: weight rows unpacked once per call, reused
+    by every token), same signature and, per token, bit-identical results to ``int_matmul``; None where
+    float32 tiles + BLAS are faster for large batches (the legacy 32-element types)."""
 
 
 def _mv_f32(raw: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
@@ -82,14 +87,16 @@ def _row(
     quantize: BlockFn | None = None,
     matvec: MatvecFn | None = None,
     int_matmul: IntMatmulFn | None = None,
+    int_gemm: IntMatmulFn | None = None,
 ) -> TypeTraits:
     layout = {f.name: getattr(LAYOUTS[t], f.name) for f in fields(BlockLayout)}
     return TypeTraits(**layout, activation=activation, dequantize_ref=dequantize_ref, quantize=quantize,
-                      matvec=matvec, int_matmul=int_matmul)
+                      matvec=matvec, int_matmul=int_matmul, int_gemm=int_gemm)
 
 
 _T = GGMLType
 _Q8K, _Q80, _Q81 = int_dot.matmul_via_q8_k, int_dot_legacy.matmul_via_q8_0, int_dot_legacy.matmul_via_q8_1
+_G8K = int_gemm.gemm_via_q8_k
 
 TYPE_TRAITS: dict[GGMLType, TypeTraits] = {
     tr.ggml_type: tr
@@ -102,11 +109,11 @@ TYPE_TRAITS: dict[GGMLType, TypeTraits] = {
         _row(_T.Q5_1, _T.Q8_1, R.dq_q5_1, Q.q_q5_1, _mv_q5_1, _Q81),
         _row(_T.Q8_0, _T.Q8_0, R.dq_q8_0, Q.q_q8_0, fused.mv_q8_0, _Q80),
         _row(_T.Q8_1),
-        _row(_T.Q2_K, _T.Q8_K, R.dq_q2_k, Q.k_quantizer(_T.Q2_K), fused.mv_q2_k, _Q8K),
-        _row(_T.Q3_K, _T.Q8_K, R.dq_q3_k, Q.k_quantizer(_T.Q3_K), fused.mv_q3_k, _Q8K),
-        _row(_T.Q4_K, _T.Q8_K, R.dq_q4_k, Q.k_quantizer(_T.Q4_K), fused.mv_q4_k, _Q8K),
-        _row(_T.Q5_K, _T.Q8_K, R.dq_q5_k, Q.k_quantizer(_T.Q5_K), fused.mv_q5_k, _Q8K),
-        _row(_T.Q6_K, _T.Q8_K, R.dq_q6_k, Q.k_quantizer(_T.Q6_K), fused.mv_q6_k, _Q8K),
+        _row(_T.Q2_K, _T.Q8_K, R.dq_q2_k, Q.k_quantizer(_T.Q2_K), fused.mv_q2_k, _Q8K, _G8K),
+        _row(_T.Q3_K, _T.Q8_K, R.dq_q3_k, Q.k_quantizer(_T.Q3_K), fused.mv_q3_k, _Q8K, _G8K),
+        _row(_T.Q4_K, _T.Q8_K, R.dq_q4_k, Q.k_quantizer(_T.Q4_K), fused.mv_q4_k, _Q8K, _G8K),
+        _row(_T.Q5_K, _T.Q8_K, R.dq_q5_k, Q.k_quantizer(_T.Q5_K), fused.mv_q5_k, _Q8K, _G8K),
+        _row(_T.Q6_K, _T.Q8_K, R.dq_q6_k, Q.k_quantizer(_T.Q6_K), fused.mv_q6_k, _Q8K, _G8K),
         _row(_T.Q8_K),
     )
 }

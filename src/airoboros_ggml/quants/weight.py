@@ -35,9 +35,34 @@ MATVEC_MAX_TOKENS = 2
 INT_KERNELS = {t: tr.int_matmul for t, tr in TYPE_TRAITS.items() if tr.int_matmul} if HAVE_AVX2 else {}
 """Integer ``matmul(t, raw, X, out)`` over 8-bit activations per weight type usable on this machine (AVX2)."""
 
+INT_GEMMS = {t: tr.int_gemm for t, tr in TYPE_TRAITS.items() if tr.int_gemm} if HAVE_AVX2 else {}
+"""Tiled integer ``matmul(t, raw, X, out)`` for batches above :data:`INT_MATMUL_MAX_TOKENS` (:mod:`.int_gemm`)."""
+
 INT_MATMUL_MAX_TOKENS = 32
-"""With quantized activations, batches up to this size use the integer kernel, larger ones tiles + BLAS
-(11008x4096 on 2 threads, ms per token, integer / tiles: Q4_K 0.79 / 2.0 at 16 tokens, 1.0 / 0.57 at 512)."""
+"""With quantized activations, batches up to this size use the integer row kernel (each weight block read
+once for all tokens), larger ones the tiled integer kernel where the type has one (:data:`INT_GEMMS`, the
+K-quants: weight rows unpacked once, reused by all tokens; per token bit-identical to the row kernel, so
+how a prompt is split into batches does not change them), else tiles + BLAS (11008x4096 on 2 threads, ms per
+token, integer rows / tiles: Q4_K 0.79 / 2.0 at 16 tokens, 1.0 / 0.57 at 512; on an AVX2-only Zen, 4096x4096 x
+256 tokens, GOP per CPU-second, tiled integer / tiles + BLAS: Q4_K 92 / 71, Q6_K 103 / 68)."""
+
+
+
+def warm_up_int_gemm(t: GGMLType | int | str) -> None:
+    """Compile (or load from numba's cache) the tiled integer kernel of weight type ``t`` (no-op without one).
+
+    Runs it once on a tiny read-only matrix, as a memory-mapped model file gives them (numba compiles one
+    specialisation per argument type, read-only included; one serves all K-quants).
+    """
+    t = ggml_type(t)
+    gemm = INT_GEMMS.get(t)
+    if gemm is None:
+        return
+    tr = TYPE_TRAITS[t]
+    raw = np.zeros((1, tr.type_size), np.uint8)  # uint8 (1, one block): zero scales are valid
+    raw.setflags(write=False)
+    gemm(t, raw, np.zeros((1, tr.block_size), np.float32), np.empty((1, 1), np.float32))
+
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -62,8 +87,9 @@ class WeightMatrix:
         ggml_type: the storage type.
         quantized_activations: ``matvec`` quantizes ``x`` to 8 bits per block and uses integer dot products,
             as llama.cpp does (every block-quantized type, on AVX2 machines: :data:`INT_KERNELS`; 2-4.5x
-            faster, dot products off by ~0.5% of ``|w||x|``); False keeps ``x`` exact float32. ``matmul`` of
-            batches above :data:`INT_MATMUL_MAX_TOKENS` tokens is always exact.
+            faster, dot products off by ~0.5% of ``|w||x|``); ``matmul`` does the same up to
+            :data:`INT_MATMUL_MAX_TOKENS` tokens, and above for the types in :data:`INT_GEMMS` (the other
+            types' large batches are exact). False keeps ``x`` exact float32.
     """
 
     __slots__ = ("raw", "n_out", "n_in", "ggml_type", "quantized_activations", "_w32", "_matvec")
@@ -106,18 +132,20 @@ class WeightMatrix:
         """Return ``X @ W.T``: X float32 (n_tok, n_in) -> float32 (n_tok, n_out).
 
         This is the one place that picks a kernel by batch size: batches up to ``MATVEC_MAX_TOKENS`` use the
-        fused matvec per token (with ``quantized_activations``: the integer kernel up to
-        ``INT_MATMUL_MAX_TOKENS``); larger ones decode ``TILE_ROWS`` rows at a time into a transient
-        float32 tile (vectorised decoders of :mod:`.tiles`, equal to ``dequantize`` up to an ulp) and
-        multiply it with BLAS (the tile is never kept).
+        fused matvec per token (with ``quantized_activations``: the integer row kernel up to
+        ``INT_MATMUL_MAX_TOKENS``, the tiled integer kernel above where there is one); other larger ones
+        decode ``TILE_ROWS`` rows at a time into a transient float32 tile (vectorised decoders of
+        :mod:`.tiles`, equal to ``dequantize`` up to an ulp) and multiply it with BLAS (the tile is never kept).
         """
         X = self._check_x(X, 2)  # float32 (n_tok, n_in)
         n_tok = X.shape[0]
         out = np.empty((n_tok, self.n_out), dtype=np.float32)  # float32 (n_tok, n_out)
         int_kernel = INT_KERNELS.get(self.ggml_type) if self.quantized_activations else None
-        if int_kernel is not None and n_tok <= INT_MATMUL_MAX_TOKENS:
-            int_kernel(self.ggml_type, self.raw, X, out)
-            return out
+        if int_kernel is not None:
+            kernel = int_kernel if n_tok <= INT_MATMUL_MAX_TOKENS else INT_GEMMS.get(self.ggml_type)
+            if kernel is not None:
+                kernel(self.ggml_type, self.raw, X, out)
+                return out
         if n_tok <= MATVEC_MAX_TOKENS:
             for i in range(n_tok):
                 self.matvec(X[i], out[i])

@@ -104,10 +104,11 @@ class LoadOptions(BaseModel):
     (continuous batching). Each slot holds ``n_ctx`` positions (memory is used only as they fill)."""
 
     exact_activations: bool = False
-    """Multiply single tokens and small prompt batches (<= 32 tokens) by the weights in exact float32. The
-    default (False) quantizes their activations to 8 bits per block and uses integer dot products, as
-    llama.cpp does (block-quantized weights on AVX2 CPUs: 2-4.5x faster matrix-vector products, ~0.5% error
-    per dot product); CPUs without AVX2 always use the exact kernels."""
+    """Multiply activations by the weights in exact float32. The default (False) quantizes them to 8 bits per
+    block and uses integer dot products, as llama.cpp does (block-quantized weights on AVX2 CPUs: 2-4.5x
+    faster matrix-vector products, ~0.5% error per dot product): single tokens and batches up to 32 tokens
+    for every block-quantized type, longer prompt batches for the K-quants (other types' long batches are
+    exact); CPUs without AVX2 always use the exact kernels."""
 
     @field_validator("rope_freq_base", "rope_freq_scale", "rms_norm_eps")
     @classmethod
