@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..hparams import HParams
+from ..quants.int_group import rms_norm_into
 from .attention import attend
 from .few_tokens import FEW_TOKENS, FewTokenForward
 from .kv_cache import KVBatch, KVCache
-from .rope import apply_rope, rope_tables
+from .rope import rope_tables
+from .step_kernels import rope_qk_into, silu_mul_into
 from .weights import LlamaWeights
 
 FFN_CHUNK = 128
@@ -37,6 +39,17 @@ def silu_mul(g: np.ndarray, u: np.ndarray) -> np.ndarray:
     g /= t
     g *= u
     return g
+
+
+def _norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    """:func:`rms_norm` through the few-token path's numba kernel (float64 sum of squares).
+
+    One kernel for every batch size: a token's normalised activations, and their 8-bit quantization, do not
+    depend on the size of the batch it is in.
+    """
+    out = np.empty_like(x)  # float32 (n_tok, n_embd)
+    rms_norm_into(np.ascontiguousarray(x), weight, eps, out)
+    return out
 
 
 def _project(w, x: np.ndarray) -> np.ndarray:
@@ -85,17 +98,18 @@ class LlamaForward:
         cos, sin = rope_tables(batch.positions(), hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale)
         x = self.embed(np.asarray(tokens, dtype=np.int64))  # float32 (n_tok, n_embd)
         for il, layer in enumerate(self.w.layers):
-            n = rms_norm(x, layer.attn_norm, hp.rms_norm_eps)
+            n = _norm(x, layer.attn_norm, hp.rms_norm_eps)
             attn = self._attention(il, layer, n, cos, sin, batch, cache)  # float32 (n_tok, n_embd)
             x += _project(layer.wo, attn)
             for i in range(0, n_tok, FFN_CHUNK):  # bounds the (chunk, n_ff) temporaries of long prompts
                 h = x[i : i + FFN_CHUNK]  # view, updated in place
-                m = rms_norm(h, layer.ffn_norm, hp.rms_norm_eps)
+                m = _norm(h, layer.ffn_norm, hp.rms_norm_eps)
                 g = _project(layer.w_gate, m)  # float32 (chunk, n_ff)
                 u = _project(layer.w_up, m)  # float32 (chunk, n_ff)
-                h += _project(layer.w_down, silu_mul(g, u))
+                silu_mul_into(g, u)  # g = silu(g) * u, as the few-token path computes it
+                h += _project(layer.w_down, g)
         cache.advance(batch, tokens)
-        return rms_norm(x, self.w.output_norm, hp.rms_norm_eps)
+        return _norm(x, self.w.output_norm, hp.rms_norm_eps)
 
     def logits(self, hidden: np.ndarray) -> np.ndarray:
         """float32 (n_tok, n_vocab) logits of final hidden states float32 (n_tok, n_embd)."""
@@ -109,7 +123,6 @@ class LlamaForward:
         q = _project(layer.wq, n).reshape(n_tok, hp.n_head, hd)  # float32 (n_tok, n_head, hd)
         k = _project(layer.wk, n).reshape(n_tok, n_kv, hd)  # float32 (n_tok, n_kv, hd)
         v = _project(layer.wv, n).reshape(n_tok, n_kv, hd)  # float32 (n_tok, n_kv, hd)
-        apply_rope(q, cos, sin)
-        apply_rope(k, cos, sin)
+        rope_qk_into(q, k, cos, sin)
         cache.update(il, batch, k, v)
         return attend(q, cache, il, batch)
