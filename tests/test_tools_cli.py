@@ -74,6 +74,7 @@ def test_perplexity_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert main(["perplexity", "-m", str(model), "-f", str(text), "-c", "32", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n_ctx"] == 32 and report["n_scored"] == report["n_chunks"] * 15 and report["ppl"] > 1
+    assert report["scored_tokens_per_s"] * 32 == pytest.approx(report["tokens_per_s"] * 15)  # 15 of 32 scored
     assert main(["perplexity", "-m", str(model), "-f", str(text), "-c", "512"]) == 2
     assert "needs at least 1024" in capsys.readouterr().err
 

@@ -59,5 +59,6 @@ def perplexity_command(args: argparse.Namespace) -> int:
         print(f"Final estimate: PPL = {result.ppl:.4f} +/- {result.stderr:.5f}")
         if not args.quiet:
             print(f"{result.n_chunks} chunks of {n_ctx} tokens ({result.n_scored} scored of {result.n_tokens}), "
-                  f"{result.seconds:.1f} s, {result.tokens_per_s:.1f} tokens/s", file=sys.stderr)
+                  f"{result.seconds:.1f} s, {result.tokens_per_s:.1f} tokens/s evaluated, "
+                  f"{result.scored_tokens_per_s:.1f} tokens/s scored", file=sys.stderr)
     return 0

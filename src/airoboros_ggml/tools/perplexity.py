@@ -53,11 +53,17 @@ class PerplexityResult:
         """Tokens evaluated per second (``n_chunks * n_ctx / seconds``)."""
         return self.n_chunks * self.n_ctx / self.seconds if self.seconds > 0 else float("inf")
 
+    @property
+    def scored_tokens_per_s(self) -> float:
+        """Tokens scored per second (``n_scored / seconds``; about half of those evaluated)."""
+        return self.n_scored / self.seconds if self.seconds > 0 else float("inf")
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (``--json``)."""
         data = dataclasses.asdict(self)
         data["running"] = list(self.running)
         data["tokens_per_s"] = self.tokens_per_s
+        data["scored_tokens_per_s"] = self.scored_tokens_per_s
         return data
 
 
