@@ -23,17 +23,13 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-TTFT_PROMPT = 16
-"""Tokens of the time-to-first-token prompt (as ``airoboros-ggml bench``)."""
-GEN_PROMPT = 8
-"""Tokens evaluated before a generation run (as ``airoboros-ggml bench``)."""
+from peer_protocol import measure
 
 
 def interpreter(explicit: str | None = None) -> str:
@@ -62,51 +58,16 @@ def worker(path: str, n_prompt: int, n_gen: int, threads: int, ctx: int, reps: i
                 verbose=False)
     load_s = time.perf_counter() - t0
     n_vocab = llm.n_vocab()
-    rng = np.random.default_rng(0)
-
-    def ids(n: int) -> list[int]:
-        return [int(t) for t in rng.integers(3, n_vocab, size=n)]
 
     def greedy() -> int:
         logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,))  # float32 (n_vocab,) last row
         return int(logits.argmax())
 
-    def first_token(tokens: list[int]) -> float:
-        llm.reset()
-        t = time.perf_counter()
-        llm.eval(tokens)
-        greedy()
-        return time.perf_counter() - t
-
-    def generate(n: int) -> float:
-        """Decode rate of n greedy tokens after what was evaluated: n samplings and n - 1 evaluations."""
-        t = time.perf_counter()
-        for i in range(n):
-            token = greedy()
-            if i < n - 1:
-                llm.eval([token])
-        return (n - 1) / (time.perf_counter() - t)
-
-    first_token(ids(TTFT_PROMPT))  # warm-up
-    runs: dict[str, list[float]] = {"ttft_s": [], "prompt_tok_s": [], "gen_tok_s": [], "gen_long_tok_s": []}
-    for _ in range(reps):
-        runs["ttft_s"].append(first_token(ids(TTFT_PROMPT)))
-    for _ in range(reps if n_prompt else 0):
-        llm.reset()
-        t = time.perf_counter()
-        llm.eval(ids(n_prompt))
-        runs["prompt_tok_s"].append(n_prompt / (time.perf_counter() - t))
-        if n_gen:
-            runs["gen_long_tok_s"].append(generate(n_gen))
-    for _ in range(reps if n_gen else 0):
-        llm.reset()
-        llm.eval(ids(GEN_PROMPT))
-        runs["gen_tok_s"].append(generate(n_gen))
-    med = {k: float(statistics.median(v)) if v else float("nan") for k, v in runs.items()}
+    result = measure(llm.reset, llm.eval, greedy, n_vocab, n_prompt, n_gen, reps)
     return {
         "engine": f"llama.cpp (llama-cpp-python {llama_cpp.__version__})", "model": path, "n_threads": threads,
-        "n_ctx": ctx, "reps": reps, "n_prompt": n_prompt, "n_gen": n_gen, **med, "load_s": load_s,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "runs": runs,
+        "n_ctx": ctx, "reps": reps, "n_prompt": n_prompt, "n_gen": n_gen, **result, "load_s": load_s,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
 
 

@@ -32,7 +32,6 @@ import datetime as dt
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -44,6 +43,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import llamacpp_peer  # noqa: E402  (benchmarks/ is on sys.path above)
+from peer_protocol import measure  # noqa: E402
 
 log = logging.getLogger("speed")
 
@@ -108,9 +108,7 @@ def ctransformers_worker(path: str, n_prompt: int, n_gen: int, threads: int, ctx
     """Measure ctransformers like ``airoboros-ggml bench`` does (runs inside its own subprocess)."""
     import warnings
 
-    import numpy as np
-
-    from airoboros_ggml.tools.bench import GEN_PROMPT, TTFT_PROMPT, peak_rss_bytes, process_age_s
+    from airoboros_ggml.tools.bench import peak_rss_bytes, process_age_s
 
     warnings.simplefilter("ignore")
     from ctransformers import AutoModelForCausalLM
@@ -120,52 +118,12 @@ def ctransformers_worker(path: str, n_prompt: int, n_gen: int, threads: int, ctx
         path, model_type="llama", context_length=ctx, threads=threads, batch_size=512, gpu_layers=0
     )
     load_s = time.perf_counter() - t0
-    rng = np.random.default_rng(0)
     greedy = {"top_k": 1, "temperature": 0.0, "repetition_penalty": 1.0}
-
-    n_vocab = llm.vocab_size
-
-    def ids(n: int) -> list[int]:
-        return [int(t) for t in rng.integers(3, n_vocab, size=n)]
-
-    def first_token(tokens: list[int]) -> float:
-        llm.reset()
-        t = time.perf_counter()
-        llm.eval(tokens)
-        llm.sample(**greedy)
-        return time.perf_counter() - t
-
-    first_call_s = first_token(ids(TTFT_PROMPT))
-    process_ttft = process_age_s()
-    runs: dict[str, list[float]] = {"ttft_s": [], "prompt_tok_s": [], "gen_tok_s": [], "gen_long_tok_s": []}
-
-    def generate(n: int) -> float:
-        """Decode rate of n greedy tokens after what was evaluated: n samplings and n - 1 evaluations."""
-        t = time.perf_counter()
-        for i in range(n):
-            token = llm.sample(**greedy)
-            if i < n - 1:
-                llm.eval([token])
-        return (n - 1) / (time.perf_counter() - t)
-
-    for _ in range(reps):
-        runs["ttft_s"].append(first_token(ids(TTFT_PROMPT)))
-    for _ in range(reps if n_prompt else 0):
-        llm.reset()
-        t = time.perf_counter()
-        llm.eval(ids(n_prompt))
-        runs["prompt_tok_s"].append(n_prompt / (time.perf_counter() - t))
-        if n_gen:  # as airoboros-ggml bench: generation right after the long prompt
-            runs["gen_long_tok_s"].append(generate(n_gen))
-    for _ in range(reps if n_gen else 0):
-        llm.reset()
-        llm.eval(ids(GEN_PROMPT))
-        runs["gen_tok_s"].append(generate(n_gen))
-    med = {k: float(statistics.median(v)) if v else float("nan") for k, v in runs.items()}
+    result = measure(llm.reset, llm.eval, lambda: llm.sample(**greedy), llm.vocab_size, n_prompt, n_gen, reps,
+                     process_age=process_age_s)
     return {
         "engine": "ctransformers 0.2.27", "model": path, "n_threads": threads, "n_ctx": ctx, "reps": reps,
-        "n_prompt": n_prompt, "n_gen": n_gen, **med, "process_ttft_s": process_ttft,
-        "first_call_s": first_call_s, "load_s": load_s, "peak_rss_bytes": peak_rss_bytes(), "runs": runs,
+        "n_prompt": n_prompt, "n_gen": n_gen, **result, "load_s": load_s, "peak_rss_bytes": peak_rss_bytes(),
     }
 
 
