@@ -93,7 +93,9 @@ class LoadOptions(BaseModel):
     """RMSNorm epsilon; None uses the file's value (GGML v3 files carry none: 1e-5 for Llama-2)."""
 
     kv_reuse: bool = True
-    """Re-use the KV cache for a prompt sharing a prefix with the previous call (results are identical)."""
+    """Re-use the KV cache for a prompt sharing a prefix with the previous call. Results match a fresh
+    evaluation up to float rounding: the suffix runs in a smaller batch, which can change the last bits of
+    the logits (and so, rarely, a sampled near-tie); turn it off for bit-reproducible results."""
 
     kv_type: Literal["f16", "f32"] = "f16"
     """Storage of cached keys/values: ``f16`` (as llama.cpp, half the memory) or ``f32`` (exact)."""
