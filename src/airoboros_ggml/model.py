@@ -29,7 +29,7 @@ from .generation.scheduler import BatchScheduler, SequenceRequest
 from .generation.steps import StepGenerator, TokenSelector
 from .generation.templates import DEFAULT_PROMPT_FORMAT, PromptTemplate, get_template
 from .generation.text_stream import ChunkAssembler, text_chunks
-from .runtime import KVCache, LlamaForward, LlamaWeights
+from .runtime import KVCache, LlamaForward, LlamaWeights, compute_thread
 from .runtime.blas import set_blas_threads
 from .runtime.kv_cache import KVBatch
 from .runtime.options import LoadOptions
@@ -83,7 +83,9 @@ class Model:
         self.n_threads = min(options.resolved_threads(), numba.config.NUMBA_NUM_THREADS)
         self.n_batch = options.n_batch
         self.template: PromptTemplate = get_template(template, chat_template=model_file.vocab.chat_template)
-        weights = LlamaWeights.from_model_file(model_file, quantized_activations=not options.exact_activations)
+        weights = compute_thread.run(
+            LlamaWeights.from_model_file, model_file, quantized_activations=not options.exact_activations
+        )
         self._forward = LlamaForward(self.hparams, weights)
         self.n_seq = options.n_seq
         self._kernel_plan = kernel_plan(weights, options.kv_type, self.n_seq)
@@ -106,10 +108,24 @@ class Model:
 
     # ------------------------------------------------------------------ evaluation
 
+    def _compute(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the process's compute thread, with this model's thread count and kernels ready.
+
+        See :mod:`.runtime.compute_thread`: one thread runs every evaluation, so numba keeps one OpenMP team.
+        """
+
+        def call() -> T:
+            self._set_threads()
+            warm_up(self._kernel_plan)
+            return fn(*args)
+
+        return compute_thread.run(call)
+
     def _run(self, tokens: Sequence[int], cache: KVCache, all_logits: bool) -> np.ndarray:
         """Evaluate tokens in chunks of n_batch; logits of every token (n, n_vocab) or the last (n_vocab,)."""
-        self._set_threads()
-        warm_up(self._kernel_plan)
+        return self._compute(self._run_chunks, tokens, cache, all_logits)
+
+    def _run_chunks(self, tokens: Sequence[int], cache: KVCache, all_logits: bool) -> np.ndarray:
         outputs = []
         for i in range(0, len(tokens), self.n_batch):
             chunk = np.asarray(tokens[i : i + self.n_batch], dtype=np.int64)
@@ -123,10 +139,11 @@ class Model:
     def _run_batch(self, tokens: np.ndarray, batch: KVBatch, rows: np.ndarray) -> np.ndarray:
         """One scheduler step: tokens int64 (n_tok,) placed as ``batch`` -> float32 (len(rows), n_vocab) logits."""
         with self._lock:
-            self._set_threads()
-            warm_up(self._kernel_plan)
-            hidden = self._forward.hidden(tokens, self._cache, batch)  # float32 (n_tok, n_embd)
-            return self._forward.logits(hidden[rows])
+            return self._compute(self._batch_logits, tokens, batch, rows)
+
+    def _batch_logits(self, tokens: np.ndarray, batch: KVBatch, rows: np.ndarray) -> np.ndarray:
+        hidden = self._forward.hidden(tokens, self._cache, batch)  # float32 (n_tok, n_embd)
+        return self._forward.logits(hidden[rows])
 
     def warm_up(self, progress: bool | None = None) -> float:
         """Compile, or load from numba's on-disk cache, every kernel this model's requests will call.
@@ -135,9 +152,12 @@ class Model:
         (``airoboros-ggml warmup`` does, to fill the cache of an image). Returns the seconds it took (0
         when this process already warmed up a model of the same weight types and settings).
         """
-        with self._lock:
+        def call() -> float:
             self._set_threads()
             return warm_up(self._kernel_plan, progress=progress)
+
+        with self._lock:
+            return compute_thread.run(call)
 
     def _set_threads(self) -> None:
         # numba kernels use n_threads; OpenBLAS (batched matmul) gets one thread so that its spinning
@@ -189,16 +209,18 @@ class Model:
                 raise ContextOverflowError(len(ids), self.n_ctx)
         out = np.zeros((len(all_ids), self.hparams.n_embd), dtype=np.float32)  # float32 (n_texts, n_embd)
         with self._lock:
-            self._set_threads()
-            warm_up(self._kernel_plan)
             for row, ids in enumerate(all_ids):
-                cache = KVCache(self.hparams, len(ids), self.options.kv_type)
-                sums = np.zeros(self.hparams.n_embd, dtype=np.float64)  # float64 (n_embd,)
-                for i in range(0, len(ids), self.n_batch):
-                    chunk = np.asarray(ids[i : i + self.n_batch], dtype=np.int64)
-                    sums += self._forward.hidden(chunk, cache).sum(axis=0, dtype=np.float64)
-                out[row] = sums / len(ids)
+                out[row] = self._compute(self._mean_hidden, ids)
         return out
+
+    def _mean_hidden(self, ids: list[int]) -> np.ndarray:
+        """float32 (n_embd,) mean final hidden state of ``ids`` evaluated in a scratch cache."""
+        cache = KVCache(self.hparams, len(ids), self.options.kv_type)
+        sums = np.zeros(self.hparams.n_embd, dtype=np.float64)  # float64 (n_embd,)
+        for i in range(0, len(ids), self.n_batch):
+            chunk = np.asarray(ids[i : i + self.n_batch], dtype=np.int64)
+            sums += self._forward.hidden(chunk, cache).sum(axis=0, dtype=np.float64)
+        return (sums / len(ids)).astype(np.float32)
 
     def _reuse_cache(self, ids: list[int]) -> int:
         """Keep the cached prefix ``ids`` starts with (all but its last token at most); return its length."""
