@@ -15,6 +15,7 @@ import pytest
 from airoboros_ggml.ggml_types import GGMLType
 from airoboros_ggml.quants import TYPE_TRAITS, dequantize, int_gemm, prepare_weight
 from airoboros_ggml.quants.int_gemm import TILE_ROWS
+from airoboros_ggml.quants.int_group import GEMM_MIN_TOKENS, ActivationBlocks, MatrixGroup, readonly
 from airoboros_ggml.quants.q8_activations import Q8K
 from airoboros_ggml.quants.simd import HAVE_AVX2
 from airoboros_ggml.quants.weight import INT_GEMMS, INT_MATMUL_MAX_TOKENS, warm_up_int_gemm
@@ -62,15 +63,42 @@ def test_tiled_products_match_float64(t: GGMLType, n_threads: int) -> None:
 @needs_avx2
 @pytest.mark.parametrize("t", GEMM_TYPES, ids=lambda t: t.name)
 def test_a_token_gives_the_same_bits_in_any_batch(t: GGMLType) -> None:
-    """41 tokens in one tiled call == in row-kernel batches of 32 + 8 == the last one through matvec."""
+    """41 tokens in one tiled call == tiled batches of 32 and 5 == row-kernel batches of 3 == matvec."""
     rng = np.random.default_rng(int(t))
     n_in = 512
     raw, X, _, _ = _case(t, 2 * TILE_ROWS + 3, n_in, INT_MATMUL_MAX_TOKENS + 9, rng)
     W = prepare_weight(raw, t, n_in, quantized_activations=True)
     whole = W.matmul(X)  # the tiled kernel
-    parts = np.concatenate([W.matmul(X[:32]), W.matmul(X[32:40]), W.matvec(X[40])[None]])
+    assert GEMM_MIN_TOKENS == 4  # below: the row kernel
+    parts = np.concatenate([W.matmul(X[:32]), W.matmul(X[32:35]), W.matmul(X[35:40]), W.matvec(X[40])[None]])
     assert np.array_equal(whole, parts)
     assert np.array_equal(W.matmul(X[::-1])[::-1], whole)  # position in the batch does not matter
+
+
+@needs_avx2
+def test_a_group_gives_the_same_bits_tiled_and_by_rows() -> None:
+    """A Q/K/V-like group (mixed K-quant types, RMSNorm folded in, a residual): a 7-token batch through the
+    tiled kernel equals its tokens computed through the row kernels (batches of 1, 2 and 3)."""
+    rng = np.random.default_rng(7)
+    n_in, n_outs = 512, (40, 24, 24)
+    kinds = (GGMLType.Q4_K, GGMLType.Q6_K, GGMLType.Q5_K)
+    raws = [k_weights(t, n, n_in, rng) for t, n in zip(kinds, n_outs, strict=True)]
+    group = MatrixGroup(raws, kinds, GGMLType.Q8_K)
+    acts = ActivationBlocks(GGMLType.Q8_K, INT_MATMUL_MAX_TOKENS, n_in)
+    norm = readonly(rng.standard_normal(n_in).astype(np.float32))
+    X = k_activations(rng, 7, n_in)
+    base = rng.standard_normal((7, n_outs[0])).astype(np.float32)
+
+    def run(rows: slice):
+        outs = [np.zeros((rows.stop - rows.start, n), np.float32) for n in n_outs]
+        residual = base[rows].copy()
+        group(np.ascontiguousarray(X[rows]), acts, outs, norm, 1e-5, residual)
+        return [residual, *outs]
+
+    whole = run(slice(0, 7))
+    parts = [run(slice(a, b)) for a, b in ((0, 1), (1, 3), (3, 6), (6, 7))]
+    for i, got in enumerate(whole):
+        assert np.array_equal(got, np.concatenate([p[i] for p in parts])), i
 
 
 @needs_avx2

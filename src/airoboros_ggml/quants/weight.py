@@ -21,7 +21,7 @@ import numpy as np
 from ..ggml_types import GGMLType, ggml_type
 from . import kernels as K
 from . import tiles
-from .int_group import ActivationBlocks, MatrixGroup, readonly
+from .int_group import GEMM_MIN_TOKENS, ActivationBlocks, MatrixGroup, readonly
 from .simd import HAVE_AVX2
 from .traits import TYPE_TRAITS
 
@@ -133,7 +133,8 @@ class WeightMatrix:
 
         This is the one place that picks a kernel by batch size: batches up to ``MATVEC_MAX_TOKENS`` use the
         fused matvec per token (with ``quantized_activations``: the integer row kernel up to
-        ``INT_MATMUL_MAX_TOKENS``, the tiled integer kernel above where there is one); other larger ones
+        ``INT_MATMUL_MAX_TOKENS``, the tiled integer kernel above where there is one, and already from
+        ``GEMM_MIN_TOKENS`` tokens for the K-quants: the same bits, faster); other larger ones
         decode ``TILE_ROWS`` rows at a time into a transient float32 tile (vectorised decoders of
         :mod:`.tiles`, equal to ``dequantize`` up to an ulp) and multiply it with BLAS (the tile is never kept).
         """
@@ -142,7 +143,11 @@ class WeightMatrix:
         out = np.empty((n_tok, self.n_out), dtype=np.float32)  # float32 (n_tok, n_out)
         int_kernel = INT_KERNELS.get(self.ggml_type) if self.quantized_activations else None
         if int_kernel is not None:
-            kernel = int_kernel if n_tok <= INT_MATMUL_MAX_TOKENS else INT_GEMMS.get(self.ggml_type)
+            gemm = INT_GEMMS.get(self.ggml_type)
+            if n_tok <= INT_MATMUL_MAX_TOKENS:
+                kernel = gemm if gemm is not None and n_tok >= GEMM_MIN_TOKENS else int_kernel
+            else:
+                kernel = gemm
             if kernel is not None:
                 kernel(self.ggml_type, self.raw, X, out)
                 return out
