@@ -69,12 +69,14 @@ SEP: /[ \t\n]/
 _JAPANESE = _ENGLISH.replace(_EN_CHAR.replace("/", "\\/"), _JP_CHAR)
 
 _CHESS = r"""
-start: "1. " move " " move "\n" (/[1-9][0-9]?/ ". " move " " move "\n")+
+start: "1" "." " " move " " move "\n" (/[1-9][0-9]?/ "." " " move " " move "\n")+
 move: (pawn | nonpawn | castle) /[+#]/?
 nonpawn: /[NBKQR]/ /[a-h]/? /[1-8]/? "x"? /[a-h]/ /[1-8]/
 pawn: (/[a-h]/ "x")? /[a-h]/ /[1-8]/ ("=" /[NBKQR]/)?
-castle: "O-O" "-O"?
+castle: "O" "-" "O" ("-" "O")?
 """
+# literals of one character each, so that an output cut inside "1. " or "O-O" is an unexpected end of input
+# (a valid prefix), not an unexpected character
 
 _LIST = r"""
 start: item+
@@ -118,7 +120,11 @@ def recognises(grammar: str, text: str) -> bool:
 
 
 def is_prefix(grammar: str, text: str) -> bool:
-    """Whether ``text`` is a sentence of ``grammar`` or can be continued into one (an output cut by max_tokens)."""
+    """Whether ``text`` is a sentence of ``grammar`` or can be continued into one (an output cut by max_tokens).
+
+    A cut inside a multi-byte character leaves its bytes decoded as U+FFFD at the end: those are dropped.
+    """
+    text = text.rstrip("\ufffd")
     try:
         _PARSERS[grammar].parse(text)
     except lark.exceptions.UnexpectedEOF:

@@ -171,7 +171,9 @@ def test_sample_grammars_random_walk(tokenizer, name):
         ("chess", "1. e4 e5\n2. Nf3 Nc6\n", "1. e4 e5\n2. Nf", "1. e4 e5\n2. Zz"),
         ("list", "- a\n- b\n", "- a\n- b", "* a"),
         ("english", "Hello world.", "Hello world ", "Hello  world"),
+        ("chess", "1. e4 e5\n2. O-O-O O-O\n", "1. e4 e5\n27. O-", "1. e4 e5\n2.. e4"),  # cut in "27. ", "O-O"
         ("japanese", "こんにちは 世界", "こんにちは ", "hello"),
+        ("japanese", "世界", "世\ufffd", "\ufffd世"),  # cut inside a multi-byte character
         ("arithmetic", "x = 4\ny = 6\n", "x = 4 \ny", "x == 4"),
         ("c", "int f(){return 1;}", "int f(){ret", "int f[]"),
     ],
