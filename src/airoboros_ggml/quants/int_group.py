@@ -6,7 +6,9 @@ region. Here the input is (optionally RMS-normalised and) quantized once into re
 :class:`ActivationBlocks`, and the rows of every matrix of a :class:`MatrixGroup` are split into tasks of
 one parallel loop; a residual ``x += out[0]`` can be folded in after it. The per-row work is the integer
 row kernels of :mod:`.int_dot` (K-quants over Q8_K) and :mod:`.int_dot_legacy` (Q4_0/Q5_0/Q8_0 over Q8_0,
-Q4_1/Q5_1 over Q8_1), so every product equals the one :func:`~.int_dot.matmul_via_q8_k` and friends give.
+Q4_1/Q5_1 over Q8_1), so every product equals the one :func:`~.int_dot.matmul_via_q8_k` and friends give;
+K-quant groups of :data:`GEMM_MIN_TOKENS` or more tokens use the tiled kernel of :mod:`.int_gemm` instead
+(the same bits per token, one parallel region per matrix).
 
 One driver per activation type (the families differ in the types of their per-block side arrays), each
 taking a group of up to :data:`MAX_GROUP` matrices as a tuple (shorter groups are padded with empty
@@ -108,9 +110,7 @@ def group_q8_k(x, norm_w, eps, xn, qs, d, bsums, kinds, raws, starts, outs, resi
     += outs[0], or empty.
     """
     n_tok = x.shape[0]
-    src = _prepare(x, norm_w, eps, xn)
-    for t in range(n_tok):
-        quantize_q8_k_into(src[t], qs[t], d[t], bsums[t])
+    quantize_rows_q8_k(x, norm_w, eps, xn, qs, d, bsums)
     for c in numba.prange(starts[-1]):
         i = _task_owner(starts, c)
         raw = raws[i]
