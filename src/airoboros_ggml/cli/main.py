@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from pydantic import ValidationError
 
@@ -88,5 +91,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def console_main() -> NoReturn:
+    """The ``airoboros-ggml`` console script: :func:`main`, then exit without the interpreter's teardown.
+
+    Tearing down a process that used the model (numba's compiled libraries, the tokenizer's tables, the
+    mapped file) takes ~0.3 s after the last output (SmolLM2, measured on 2 cores: 0.27 s between the last
+    ``atexit`` handler and the end of the process), 15% of a warm ``scripts/demo``. Every command has
+    finished its work when :func:`main` returns (files closed, helper processes waited for, servers shut
+    down), so after running ``atexit`` handlers and flushing logging and both streams the process ends with
+    :func:`os._exit`. In-process callers (tests, embedding applications) use :func:`main`.
+    """
+    code = main()
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be written anyway
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console_main()

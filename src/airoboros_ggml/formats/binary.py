@@ -70,6 +70,30 @@ class Cursor:
         self.pos += n
         return out
 
+    def strings(self, count: int, what: str) -> list[bytes]:
+        """Read ``count`` strings, each a u64 length then that many bytes (a GGUF string array).
+
+        One tight loop (vocabularies hold ~50-150k strings; a method call per string costs ~0.3 s).
+        """
+        buf, pos, size = self.buf, self.pos, self.size
+        unpack = _U64.unpack_from
+        out: list[bytes] = []
+        append = out.append
+        for _ in range(count):
+            if pos + 8 > size:
+                self.pos = pos
+                self.need(8, f"{what} length")
+            (n,) = unpack(buf, pos)
+            pos += 8
+            end = pos + n
+            if end > size:
+                self.pos = pos
+                self.need(n, what)
+            append(bytes(buf[pos:end]))
+            pos = end
+        self.pos = pos
+        return out
+
     def array(self, dtype: np.dtype | str, count: int, what: str) -> np.ndarray:
         """Read ``count`` little-endian numbers as a (copied) numpy array."""
         dt = np.dtype(dtype).newbyteorder("<")

@@ -86,7 +86,7 @@ def _value(cur: Cursor, vtype: int, key: str, depth: int = 0) -> Any:
     if etype == ValueType.STRING:
         if count > (cur.size - cur.pos) // 8:
             raise cur.fail(f"metadata {key!r} claims {count} strings, more than the file can hold")
-        return [_string(cur, f"metadata {key!r}") for _ in range(count)]
+        return cur.strings(count, f"metadata {key!r}")
     if etype == ValueType.ARRAY:
         if count > (cur.size - cur.pos) // 12:
             raise cur.fail(f"metadata {key!r} claims {count} arrays, more than the file can hold")

@@ -13,8 +13,10 @@ expression splits every chunk produced by the previous one into its matches *and
 from __future__ import annotations
 
 import functools
+import json
 import re
 import unicodedata
+from pathlib import Path
 
 from ..errors import ModelFormatError
 
@@ -36,9 +38,14 @@ def _ranges_to_class_body(ranges: list[tuple[int, int]] | tuple[tuple[int, int],
     return "".join(parts)
 
 
-@functools.cache
-def _category_classes() -> dict[str, str]:
-    """Class bodies for ``L``, ``N`` and ``P`` (general category major classes) and ``s``."""
+UNICODE_TABLE = Path(__file__).with_name("unicode_classes.json")
+"""Stored :func:`category_ranges` of one Unicode version (scanning all 1.1M code points takes ~0.2 s of every
+start); used when :mod:`unicodedata` has that version, else the scan runs. ``scripts/make_unicode_classes.py``
+writes it; a test checks it against the scan."""
+
+
+def category_ranges() -> dict[str, list[tuple[int, int]]]:
+    """Inclusive code point ranges of the general category major classes ``L``, ``N`` and ``P`` (a full scan)."""
     ranges: dict[str, list[tuple[int, int]]] = {"L": [], "N": [], "P": []}
     category = unicodedata.category
     current, start = "", 0
@@ -48,6 +55,24 @@ def _category_classes() -> dict[str, str]:
             if current in ranges:
                 ranges[current].append((start, cp - 1))
             current, start = major, cp
+    return ranges
+
+
+def _stored_ranges() -> dict[str, list[tuple[int, int]]] | None:
+    """The ranges of :data:`UNICODE_TABLE` when it matches this Python's Unicode version, else None."""
+    try:
+        table = json.loads(UNICODE_TABLE.read_text())
+    except (OSError, ValueError):
+        return None
+    if table.get("unidata_version") != unicodedata.unidata_version:
+        return None
+    return {key: [(lo, hi) for lo, hi in table[key]] for key in ("L", "N", "P")}
+
+
+@functools.cache
+def _category_classes() -> dict[str, str]:
+    """Class bodies for ``L``, ``N`` and ``P`` (general category major classes) and ``s``."""
+    ranges = _stored_ranges() or category_ranges()
     bodies = {key: _ranges_to_class_body(value) for key, value in ranges.items()}
     bodies["s"] = _ranges_to_class_body(_WHITESPACE_RANGES)
     return bodies
