@@ -28,6 +28,20 @@ def test_info_text_and_json(tiny_bin, capsys):
     assert report["memory"]["estimated_total_bytes"] > report["tensor_bytes"]
 
 
+def test_console_script_flushes_and_returns_the_exit_status(tiny_bin, tmp_path):
+    """The console script ends without the interpreter's teardown: its output is complete and its exit status
+    is main's, on success and on error."""
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "airoboros_ggml", "info", str(tiny_bin), "--json"],
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["format"] == "ggjt-v3"
+    bad = subprocess.run([sys.executable, "-m", "airoboros_ggml", "info", str(tmp_path / "missing.bin")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "error" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_info_refuses_bad_file_cleanly(tmp_path, capsys):
     bad = tmp_path / "old.bin"
     bad.write_bytes(b"tjgg" + b"\x02\x00\x00\x00" + b"\0" * 64)  # GGJT v2

@@ -4,12 +4,18 @@ numpy reference and float64 ``dequantize(W) @ x``."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
 
 from airoboros_ggml.ggml_types import GGMLType
 from airoboros_ggml.quants import TYPE_TRAITS, dequantize, prepare_weight, quantize, tiles
+from airoboros_ggml.quants import kernels as K
+from airoboros_ggml.quants.int_group import readonly
 from airoboros_ggml.quants.reference import matmul_ref
 
 WEIGHT_TYPES = [t for t, tr in TYPE_TRAITS.items() if tr.is_weight]
@@ -64,6 +70,40 @@ def test_tile_decoder_matches_dequantize(t: GGMLType) -> None:
         tile = np.full((5, n_in), np.nan, np.float32)  # float32 (5, n_in)
         tiles.decode_tile(int(t), raw, 3, tile)
         np.testing.assert_allclose(tile, exact[3:8], rtol=1e-6, atol=1e-6 * np.abs(exact).max())
+        one_type = np.full((5, n_in), np.nan, np.float32)  # float32 (5, n_in) the kernel models call
+        tiles.decode_tile_kernel(int(t))(readonly(raw), 3, one_type)
+        np.testing.assert_array_equal(one_type, tile)
+
+
+@pytest.mark.parametrize("t", WEIGHT_TYPES, ids=lambda t: t.name)
+def test_one_type_row_lookup_matches_dequantize(t: GGMLType) -> None:
+    """The token-embedding lookup models call (one type's kernel) is bit-exact, in any row order."""
+    rng = np.random.default_rng(3000 + int(t))
+    n_in = 2 * TYPE_TRAITS[t].block_size if TYPE_TRAITS[t].block_size > 1 else 48
+    raw = _weights(t, 7, n_in, rng)
+    exact = dequantize(raw, t, (7, n_in))  # float32 (7, n_in)
+    ids = np.array([6, 0, 3, 3], np.int64)  # int64 (4,)
+    out = np.full((4, n_in), np.nan, np.float32)  # float32 (4, n_in)
+    K.dequantize_rows_kernel(int(t))(readonly(raw), ids, out)
+    np.testing.assert_array_equal(out, exact[ids])
+    assert np.array_equal(prepare_weight(raw, t, n_in).get_rows(ids), exact[ids])
+
+
+def test_one_type_kernels_compile_only_their_type(tmp_path) -> None:
+    """A one-type kernel compiles that type's decoder and no other (what keeps a cold start short)."""
+    script = """
+import numpy as np
+from airoboros_ggml.quants import kernels as K, tiles
+raw = np.zeros((4, 34 * 4), np.uint8); raw.flags.writeable = False
+K.dequantize_rows_kernel(K.Q8_0)(raw, np.arange(2), np.zeros((2, 128), np.float32))
+tiles.decode_tile_kernel(K.Q8_0)(raw, 0, np.zeros((4, 128), np.float32))
+decoders = [f for f in vars(K) if f.startswith("_row_")] + [f for f in vars(tiles) if f.startswith("_dec_")]
+mods = {f: (K if f.startswith("_row_") else tiles) for f in decoders}
+print(sorted(f for f in decoders if getattr(mods[f], f).signatures))
+"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}  # empty: compile, do not load
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['_dec_q8_0', '_row_q8_0']"
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has a single thread on this machine")

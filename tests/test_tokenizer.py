@@ -341,6 +341,26 @@ def test_smollm_pre_tokenizer_is_starcoder():
     assert PreTokenizer("default").split("Hello, world 1234") == ["Hello", ",", " world", " ", "123", "4"]
 
 
+def test_stored_unicode_classes_match_a_scan(monkeypatch, tmp_path):
+    """The stored L/N/P ranges are this Python's (when its Unicode version is the file's), and a file of
+    another version, or none, falls back to scanning unicodedata."""
+    import unicodedata
+
+    from airoboros_ggml.tokenizer import pretokenize as pt
+
+    table = json.loads(pt.UNICODE_TABLE.read_text())
+    scan = pt.category_ranges()
+    if table["unidata_version"] == unicodedata.unidata_version:
+        assert pt._stored_ranges() == scan
+    other = tmp_path / "unicode_classes.json"
+    other.write_text(json.dumps({**table, "unidata_version": "0.0.0"}))
+    monkeypatch.setattr(pt, "UNICODE_TABLE", other)
+    assert pt._stored_ranges() is None
+    monkeypatch.setattr(pt, "UNICODE_TABLE", tmp_path / "missing.json")
+    assert pt._stored_ranges() is None
+    assert scan["L"][0] == (0x41, 0x5A) and (0x30, 0x39) in scan["N"]
+
+
 def test_unknown_pre_tokenizer_is_refused():
     from airoboros_ggml.errors import ModelFormatError
     from airoboros_ggml.tokenizer.pretokenize import PreTokenizer

@@ -32,6 +32,9 @@ Integer codes for types: the GGUF ids (:class:`~airoboros_ggml.ggml_types.GGMLTy
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numba
 import numpy as np
 
@@ -71,122 +74,189 @@ def _q3_scale(row, o, j):
 
 
 @numba.njit(cache=True)
+def _row_f32(row, out):
+    """Row decoder of F32 (see :func:`decode_row`)."""
+    n = out.shape[0]
+    for i in range(n):
+        out[i] = f32_at(row, 4 * i)
+
+
+@numba.njit(cache=True)
+def _row_f16(row, out):
+    """Row decoder of F16 (see :func:`decode_row`)."""
+    n = out.shape[0]
+    for i in range(n):
+        out[i] = _h(row, 2 * i)
+
+
+@numba.njit(cache=True)
+def _row_q4_legacy(code, row, out):
+    """Row decoder of Q4_0/Q4_1 (see :func:`decode_row`)."""
+    n = out.shape[0]
+    bs = 18 if code == Q4_0 else 20
+    for b in range(n // 32):
+        o = b * bs
+        d = _h(row, o)
+        if code == Q4_0:
+            for j in range(16):
+                v = np.int64(row[o + 2 + j])
+                out[32 * b + j] = d * np.float32((v & 15) - 8)
+                out[32 * b + j + 16] = d * np.float32((v >> 4) - 8)
+        else:
+            m = _h(row, o + 2)
+            for j in range(16):
+                v = np.int64(row[o + 4 + j])
+                out[32 * b + j] = d * np.float32(v & 15) + m
+                out[32 * b + j + 16] = d * np.float32(v >> 4) + m
+
+
+@numba.njit(cache=True)
+def _row_q5_legacy(code, row, out):
+    """Row decoder of Q5_0/Q5_1 (see :func:`decode_row`)."""
+    n = out.shape[0]
+    bs = 22 if code == Q5_0 else 24
+    ho = 2 if code == Q5_0 else 4
+    for b in range(n // 32):
+        o = b * bs
+        d = _h(row, o)
+        m = _h(row, o + 2) if code == Q5_1 else np.float32(0)
+        qh = (np.int64(row[o + ho]) | (np.int64(row[o + ho + 1]) << 8) | (np.int64(row[o + ho + 2]) << 16)
+              | (np.int64(row[o + ho + 3]) << 24))
+        for j in range(16):
+            v = np.int64(row[o + ho + 4 + j])
+            q0 = (v & 15) | (((qh >> j) & 1) << 4)
+            q1 = (v >> 4) | (((qh >> (j + 16)) & 1) << 4)
+            if code == Q5_0:
+                out[32 * b + j] = d * np.float32(q0 - 16)
+                out[32 * b + j + 16] = d * np.float32(q1 - 16)
+            else:
+                out[32 * b + j] = d * np.float32(q0) + m
+                out[32 * b + j + 16] = d * np.float32(q1) + m
+
+
+@numba.njit(cache=True)
+def _row_q8_0(row, out):
+    """Row decoder of Q8_0 (see :func:`decode_row`)."""
+    n = out.shape[0]
+    for b in range(n // 32):
+        o = b * 34
+        d = _h(row, o)
+        for j in range(32):
+            v = np.int64(row[o + 2 + j])
+            out[32 * b + j] = np.float32(v - 256 if v > 127 else v) * d
+
+
+@numba.njit(cache=True)
+def _row_q2_k(row, out):
+    """Row decoder of Q2_K (see :func:`decode_row`)."""
+    n = out.shape[0]
+    for b in range(n // 256):
+        o = b * 84
+        d = _h(row, o + 80)
+        dmin = _h(row, o + 82)
+        for e16 in range(16):
+            sc = np.int64(row[o + e16])
+            dl = d * np.float32(sc & 0xF)
+            ml = dmin * np.float32(sc >> 4)
+            h = e16 // 8
+            s = (e16 % 8) // 2
+            l0 = (e16 % 2) * 16
+            for ln in range(l0, l0 + 16):
+                q = (np.int64(row[o + 16 + 32 * h + ln]) >> (2 * s)) & 3
+                out[256 * b + 128 * h + 32 * s + ln] = dl * np.float32(q) - ml
+
+
+@numba.njit(cache=True)
+def _row_q3_k(row, out):
+    """Row decoder of Q3_K (see :func:`decode_row`)."""
+    n = out.shape[0]
+    for b in range(n // 256):
+        o = b * 110
+        d = _h(row, o + 108)
+        for e16 in range(16):
+            dl = d * np.float32(_q3_scale(row, o + 96, e16))
+            h = e16 // 8
+            s = (e16 % 8) // 2
+            l0 = (e16 % 2) * 16
+            for ln in range(l0, l0 + 16):
+                e = 128 * h + 32 * s + ln
+                q = (np.int64(row[o + 32 + 32 * h + ln]) >> (2 * s)) & 3
+                hb = (np.int64(row[o + ln]) >> (e // 32)) & 1
+                out[256 * b + e] = dl * np.float32(q - 4 * (1 - hb))
+
+
+@numba.njit(cache=True)
+def _row_q45_k(code, row, out):
+    """Row decoder of Q4_K/Q5_K (see :func:`decode_row`)."""
+    n = out.shape[0]
+    bs = 144 if code == Q4_K else 176
+    qo = 16 if code == Q4_K else 48
+    for b in range(n // 256):
+        o = b * bs
+        d = _h(row, o)
+        dmin = _h(row, o + 2)
+        for j in range(8):
+            sc, mn = _k4_scale_min(row, o + 4, j)
+            dl = d * np.float32(sc)
+            ml = dmin * np.float32(mn)
+            k = j // 2
+            for ln in range(32):
+                v = np.int64(row[o + qo + 32 * k + ln])
+                q = (v & 15) if j % 2 == 0 else (v >> 4)
+                if code == Q5_K:
+                    q |= ((np.int64(row[o + 16 + ln]) >> j) & 1) << 4
+                out[256 * b + 32 * j + ln] = dl * np.float32(q) - ml
+
+
+@numba.njit(cache=True)
+def _row_q6_k(row, out):
+    """Row decoder of Q6_K (see :func:`decode_row`)."""
+    n = out.shape[0]
+    for b in range(n // 256):
+        o = b * 210
+        d = _h(row, o + 208)
+        for h in range(2):
+            for ln in range(32):
+                qh = np.int64(row[o + 128 + 32 * h + ln])
+                a = np.int64(row[o + 64 * h + ln])
+                c = np.int64(row[o + 64 * h + ln + 32])
+                q0 = ((a & 15) | ((qh & 3) << 4)) - 32
+                q1 = ((c & 15) | (((qh >> 2) & 3) << 4)) - 32
+                q2 = ((a >> 4) | (((qh >> 4) & 3) << 4)) - 32
+                q3 = ((c >> 4) | (((qh >> 6) & 3) << 4)) - 32
+                base = 256 * b + 128 * h + ln
+                so = o + 192 + 8 * h + ln // 16
+                for t, q in ((0, q0), (1, q1), (2, q2), (3, q3)):
+                    sv = np.int64(row[so + 2 * t])
+                    out[base + 32 * t] = (d * np.float32(sv - 256 if sv > 127 else sv)) * np.float32(q)
+
+@numba.njit(inline="always")
+def _decode_row_switch(code, row, out):
+    """The per-type decoder of ``code`` (a call per branch: with ``code`` constant, numba compiles only one)."""
+    if code == F32:
+        _row_f32(row, out)
+    elif code == F16:
+        _row_f16(row, out)
+    elif code == Q4_0 or code == Q4_1:
+        _row_q4_legacy(code, row, out)
+    elif code == Q5_0 or code == Q5_1:
+        _row_q5_legacy(code, row, out)
+    elif code == Q8_0:
+        _row_q8_0(row, out)
+    elif code == Q2_K:
+        _row_q2_k(row, out)
+    elif code == Q3_K:
+        _row_q3_k(row, out)
+    elif code == Q4_K or code == Q5_K:
+        _row_q45_k(code, row, out)
+    elif code == Q6_K:
+        _row_q6_k(row, out)
+
+
+@numba.njit(cache=True)
 def decode_row(code, row, out):
     """Dequantize one row: uint8 (row_bytes,) -> float32 out (n,), bit-exact with ggml."""
-    n = out.shape[0]
-    if code == F32:
-        for i in range(n):
-            out[i] = f32_at(row, 4 * i)
-    elif code == F16:
-        for i in range(n):
-            out[i] = _h(row, 2 * i)
-    elif code == Q4_0 or code == Q4_1:
-        bs = 18 if code == Q4_0 else 20
-        for b in range(n // 32):
-            o = b * bs
-            d = _h(row, o)
-            if code == Q4_0:
-                for j in range(16):
-                    v = np.int64(row[o + 2 + j])
-                    out[32 * b + j] = d * np.float32((v & 15) - 8)
-                    out[32 * b + j + 16] = d * np.float32((v >> 4) - 8)
-            else:
-                m = _h(row, o + 2)
-                for j in range(16):
-                    v = np.int64(row[o + 4 + j])
-                    out[32 * b + j] = d * np.float32(v & 15) + m
-                    out[32 * b + j + 16] = d * np.float32(v >> 4) + m
-    elif code == Q5_0 or code == Q5_1:
-        bs = 22 if code == Q5_0 else 24
-        ho = 2 if code == Q5_0 else 4
-        for b in range(n // 32):
-            o = b * bs
-            d = _h(row, o)
-            m = _h(row, o + 2) if code == Q5_1 else np.float32(0)
-            qh = (np.int64(row[o + ho]) | (np.int64(row[o + ho + 1]) << 8) | (np.int64(row[o + ho + 2]) << 16)
-                  | (np.int64(row[o + ho + 3]) << 24))
-            for j in range(16):
-                v = np.int64(row[o + ho + 4 + j])
-                q0 = (v & 15) | (((qh >> j) & 1) << 4)
-                q1 = (v >> 4) | (((qh >> (j + 16)) & 1) << 4)
-                if code == Q5_0:
-                    out[32 * b + j] = d * np.float32(q0 - 16)
-                    out[32 * b + j + 16] = d * np.float32(q1 - 16)
-                else:
-                    out[32 * b + j] = d * np.float32(q0) + m
-                    out[32 * b + j + 16] = d * np.float32(q1) + m
-    elif code == Q8_0:
-        for b in range(n // 32):
-            o = b * 34
-            d = _h(row, o)
-            for j in range(32):
-                v = np.int64(row[o + 2 + j])
-                out[32 * b + j] = np.float32(v - 256 if v > 127 else v) * d
-    elif code == Q2_K:
-        for b in range(n // 256):
-            o = b * 84
-            d = _h(row, o + 80)
-            dmin = _h(row, o + 82)
-            for e16 in range(16):
-                sc = np.int64(row[o + e16])
-                dl = d * np.float32(sc & 0xF)
-                ml = dmin * np.float32(sc >> 4)
-                h = e16 // 8
-                s = (e16 % 8) // 2
-                l0 = (e16 % 2) * 16
-                for ln in range(l0, l0 + 16):
-                    q = (np.int64(row[o + 16 + 32 * h + ln]) >> (2 * s)) & 3
-                    out[256 * b + 128 * h + 32 * s + ln] = dl * np.float32(q) - ml
-    elif code == Q3_K:
-        for b in range(n // 256):
-            o = b * 110
-            d = _h(row, o + 108)
-            for e16 in range(16):
-                dl = d * np.float32(_q3_scale(row, o + 96, e16))
-                h = e16 // 8
-                s = (e16 % 8) // 2
-                l0 = (e16 % 2) * 16
-                for ln in range(l0, l0 + 16):
-                    e = 128 * h + 32 * s + ln
-                    q = (np.int64(row[o + 32 + 32 * h + ln]) >> (2 * s)) & 3
-                    hb = (np.int64(row[o + ln]) >> (e // 32)) & 1
-                    out[256 * b + e] = dl * np.float32(q - 4 * (1 - hb))
-    elif code == Q4_K or code == Q5_K:
-        bs = 144 if code == Q4_K else 176
-        qo = 16 if code == Q4_K else 48
-        for b in range(n // 256):
-            o = b * bs
-            d = _h(row, o)
-            dmin = _h(row, o + 2)
-            for j in range(8):
-                sc, mn = _k4_scale_min(row, o + 4, j)
-                dl = d * np.float32(sc)
-                ml = dmin * np.float32(mn)
-                k = j // 2
-                for ln in range(32):
-                    v = np.int64(row[o + qo + 32 * k + ln])
-                    q = (v & 15) if j % 2 == 0 else (v >> 4)
-                    if code == Q5_K:
-                        q |= ((np.int64(row[o + 16 + ln]) >> j) & 1) << 4
-                    out[256 * b + 32 * j + ln] = dl * np.float32(q) - ml
-    elif code == Q6_K:
-        for b in range(n // 256):
-            o = b * 210
-            d = _h(row, o + 208)
-            for h in range(2):
-                for ln in range(32):
-                    qh = np.int64(row[o + 128 + 32 * h + ln])
-                    a = np.int64(row[o + 64 * h + ln])
-                    c = np.int64(row[o + 64 * h + ln + 32])
-                    q0 = ((a & 15) | ((qh & 3) << 4)) - 32
-                    q1 = ((c & 15) | (((qh >> 2) & 3) << 4)) - 32
-                    q2 = ((a >> 4) | (((qh >> 4) & 3) << 4)) - 32
-                    q3 = ((c >> 4) | (((qh >> 6) & 3) << 4)) - 32
-                    base = 256 * b + 128 * h + ln
-                    so = o + 192 + 8 * h + ln // 16
-                    for t, q in ((0, q0), (1, q1), (2, q2), (3, q3)):
-                        sv = np.int64(row[so + 2 * t])
-                        out[base + 32 * t] = (d * np.float32(sv - 256 if sv > 127 else sv)) * np.float32(q)
+    _decode_row_switch(code, row, out)
 
 
 @numba.njit(cache=True)
@@ -194,10 +264,26 @@ def dequantize_rows(code, raw, ids, out):
     """out[i] = dequantized raw[ids[i]]: raw uint8 (n_rows, row_bytes), out float32 (len(ids), n).
 
     Serial: a token-embedding lookup is a few rows (a 512-token prompt of a 7B model: ~5 ms), and a
-    ``parallel=True`` kernel costs seconds more to compile on a cold start.
+    ``parallel=True`` kernel costs seconds more to compile on a cold start. Models call the one-type
+    :func:`dequantize_rows_kernel` instead (same results, faster first compile).
     """
     for i in range(ids.shape[0]):
         decode_row(code, raw[ids[i]], out[i])
+
+
+@functools.cache
+def dequantize_rows_kernel(code: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
+    """:func:`dequantize_rows` for type ``code`` only: ``kernel(raw, ids, out)``.
+
+    A closure over ``code`` (numba caches one entry per value): only that type's decoder is compiled.
+    """
+
+    @numba.njit(cache=True)
+    def dequantize_rows_of_type(raw, ids, out):
+        for i in range(ids.shape[0]):
+            _decode_row_switch(code, raw[ids[i]], out[i])
+
+    return dequantize_rows_of_type
 
 
 @numba.njit(cache=True, parallel=True)

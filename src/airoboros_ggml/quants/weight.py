@@ -160,14 +160,14 @@ class WeightMatrix:
             return out
         rows = min(TILE_ROWS, self.n_out)
         starts = list(range(0, self.n_out, rows))
-        code = int(self.ggml_type)
+        decode_tile = tiles.decode_tile_kernel(int(self.ggml_type))
         n_workers = max(1, min(numba.get_num_threads(), len(starts)))
 
         def work(k: int) -> None:
             tile = np.empty((rows, self.n_in), dtype=np.float32)  # float32 (TILE_ROWS, n_in) scratch
             for r0 in starts[k::n_workers]:
                 m = min(rows, self.n_out - r0)
-                tiles.decode_tile(code, self.raw, r0, tile[:m])
+                decode_tile(self.raw, r0, tile[:m])
                 np.matmul(X, tile[:m].T, out=out[:, r0 : r0 + m])  # each worker fills its own columns
 
         if n_workers == 1:
@@ -202,7 +202,7 @@ class WeightMatrix:
             raise IndexError(f"row ids must be in [0, {self.n_out}), got min {ids.min()} max {ids.max()}")
         if out is None:
             out = np.empty((ids.shape[0], self.n_in), dtype=np.float32)  # float32 (k, n_in)
-        K.dequantize_rows(int(self.ggml_type), self.raw, ids, out)
+        K.dequantize_rows_kernel(int(self.ggml_type))(self.raw, ids, out)
         return out
 
     def dequantize(self) -> np.ndarray:

@@ -32,8 +32,11 @@ def unicode_to_bytes() -> dict[str, int]:
 
 @functools.cache
 def _to_latin1() -> dict[int, str]:
-    """``str.translate`` table: each mapped character to the latin-1 character of its byte; every other
-    character below U+0100 to U+FFFF, which latin-1 cannot encode (so such pieces take the slow path)."""
+    """``str.translate`` table of byte-level characters to the latin-1 characters of their bytes.
+
+    Every other character below U+0100 maps to U+FFFF, which latin-1 cannot encode (such pieces take the
+    slow path).
+    """
     table = {cp: "\uffff" for cp in range(256)}
     table.update({ord(c): chr(b) for c, b in unicode_to_bytes().items()})
     return table
