@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 import airoboros_ggml
+from airoboros_ggml.ggml_types import GGMLType
 from airoboros_ggml.quants import int_group
 from airoboros_ggml.runtime import few_tokens
 
@@ -33,8 +34,14 @@ def _wrapped(f, name):
     return w
 
 
-for act, kernel in list(int_group.GROUP_KERNELS.items()):
-    int_group.GROUP_KERNELS[act] = _wrapped(kernel, f"group_{act.name}")
+_group_kernel = int_group.group_kernel
+
+
+def _profiled_group_kernel(act: int, only: int = -1):
+    return _wrapped(_group_kernel(act, only), f"group_{GGMLType(act).name}")
+
+
+int_group.group_kernel = _profiled_group_kernel
 for name in ("attend_one", "rope_qk_into", "silu_mul_into", "rms_norm_into"):
     setattr(few_tokens, name, _wrapped(getattr(few_tokens, name), name))
 

@@ -384,11 +384,13 @@ def _row_q6_k_batch(row, qs, d, bsums, acc):
             acc[t] += d[t, b] * _q6_k_block(row, o, qs[t], bsums[t], b)
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _rows(kind, raw, r0, r1, qs, d, bsums, acc, out):
     """out[:, r] for rows r0..r1-1 of a ``kind`` matrix; acc float32 (n_tok,) scratch.
 
-    The type is tested once per row, outside the row kernels' block loops.
+    The type is tested once per row, outside the row kernels' block loops. Inlined into its callers: where
+    ``kind`` is a compile-time constant (:func:`.int_group.group_kernel` of a one-type model) only that
+    type's row kernels are compiled.
     """
     if d.shape[0] == 1:
         q0, d0, b0 = qs[0], d[0], bsums[0]

@@ -216,7 +216,7 @@ def _row_q8_0(row, qs, d, aux, acc):
             acc[t] += _b8_0(row, b * 34, qs[t], d[t], aux[t], b)
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")  # see int_dot._rows
 def _rows_q8_0(kind, raw, r0, r1, qs, d, sums, acc, out):
     """out[:, r] for rows r0..r1-1 of a Q4_0/Q5_0/Q8_0 matrix; acc float32 (n_tok,) scratch."""
     for r in range(r0, r1):
@@ -229,7 +229,7 @@ def _rows_q8_0(kind, raw, r0, r1, qs, d, sums, acc, out):
         out[:, r] = acc
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")  # see int_dot._rows
 def _rows_q8_1(kind, raw, r0, r1, qs, d, s, acc, out):
     """out[:, r] for rows r0..r1-1 of a Q4_1/Q5_1 matrix; acc float32 (n_tok,) scratch."""
     for r in range(r0, r1):

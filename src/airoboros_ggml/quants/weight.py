@@ -13,6 +13,7 @@ per-call scratch is at most one float32 tile of ``TILE_ROWS x n_in`` plus a few 
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -247,13 +248,14 @@ def prepare_weight(
     return WeightMatrix(raw, t, n_in, quantized_activations)
 
 
-def matrix_group(mats: list[WeightMatrix] | tuple[WeightMatrix, ...]) -> MatrixGroup:
+def matrix_group(mats: Sequence[WeightMatrix], family: Collection[GGMLType] | None = None) -> MatrixGroup:
     """One parallel kernel call for several matrices that read the same input (e.g. Q, K, V).
 
     ``group(x, acts, outs, norm=None, eps=0.0, residual=None)`` quantizes ``x`` (RMS-normalised first if
     ``norm`` is given) once into ``acts`` (:meth:`WeightMatrix.activation_blocks`) and writes every
     ``outs[i] = x @ W_i.T`` exactly as :meth:`WeightMatrix.matmul` does through 8-bit activations (see
-    :class:`~.int_group.MatrixGroup`).
+    :class:`~.int_group.MatrixGroup`). ``family``: every weight type of the model that multiplies this
+    activation type (see :class:`~.int_group.MatrixGroup`; None: a kernel for any mix).
 
     Raises:
         ValueError: a matrix without an integer kernel, or matrices with different inputs or activation types.
@@ -261,7 +263,7 @@ def matrix_group(mats: list[WeightMatrix] | tuple[WeightMatrix, ...]) -> MatrixG
     act = {m.activation_type for m in mats}
     if None in act or len(act) != 1 or len({m.n_in for m in mats}) != 1:
         raise ValueError(f"matrices {list(mats)} do not share one 8-bit activation type and input length")
-    return MatrixGroup([m.raw for m in mats], [m.ggml_type for m in mats], act.pop())
+    return MatrixGroup([m.raw for m in mats], [m.ggml_type for m in mats], act.pop(), family)
 
 
 def matvec(W: WeightMatrix, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -46,10 +46,11 @@ class Products:
         mats: the matrices (same ``n_in``).
         blocks: activation buffers shared by every product of the model, keyed by (type, n_in); filled here.
         capacity: most tokens per call.
+        families: every weight type of the model per activation type (:func:`activation_families`).
     """
 
     def __init__(self, mats: Sequence[WeightMatrix], blocks: dict[tuple[GGMLType, int], ActivationBlocks],
-                 capacity: int) -> None:
+                 capacity: int, families: dict[GGMLType, frozenset[GGMLType]] | None = None) -> None:
         self.mats = tuple(mats)
         n_in = self.mats[0].n_in
         by_type: dict[GGMLType, list[int]] = {}
@@ -61,7 +62,8 @@ class Products:
             acts = blocks.get((t, n_in))
             if acts is None:
                 acts = blocks[(t, n_in)] = ActivationBlocks(t, capacity, n_in)
-            self.groups.append((matrix_group([self.mats[i] for i in idx]), idx, acts))
+            family = None if families is None else families[t]
+            self.groups.append((matrix_group([self.mats[i] for i in idx], family), idx, acts))
         self.exact = [i for i, m in enumerate(self.mats) if m.activation_type is None]
         self._xn = np.empty((capacity, n_in), np.float32) if self.exact else None  # float32 (capacity, n_in)
         self._whole = len(self.groups) == 1 and not self.exact
@@ -90,6 +92,17 @@ class Products:
                 residual += outs[0]
 
 
+def activation_families(weights: LlamaWeights) -> dict[GGMLType, frozenset[GGMLType]]:
+    """The weight types of the model's matrices per 8-bit activation type (one type: one-type group kernels)."""
+    mats = [weights.output] + [getattr(lw, role) for lw in weights.layers
+                               for role in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")]
+    families: dict[GGMLType, set[GGMLType]] = {}
+    for m in mats:
+        if m.activation_type is not None:
+            families.setdefault(m.activation_type, set()).add(m.ggml_type)
+    return {act: frozenset(types) for act, types in families.items()}
+
+
 class FewTokenForward:
     """Evaluates batches of at most ``capacity`` tokens against a :class:`KVCache` (see the module docstring).
 
@@ -104,18 +117,19 @@ class FewTokenForward:
         self.w = weights
         self.capacity = capacity
         blocks: dict[tuple[GGMLType, int], ActivationBlocks] = {}
+        fam = activation_families(weights)
         self.layers = [
             (
-                Products([lw.wq, lw.wk, lw.wv], blocks, capacity),
-                Products([lw.wo], blocks, capacity),
-                Products([lw.w_gate, lw.w_up], blocks, capacity),
-                Products([lw.w_down], blocks, capacity),
+                Products([lw.wq, lw.wk, lw.wv], blocks, capacity, fam),
+                Products([lw.wo], blocks, capacity, fam),
+                Products([lw.w_gate, lw.w_up], blocks, capacity, fam),
+                Products([lw.w_down], blocks, capacity, fam),
                 readonly(lw.attn_norm),  # read-only like file-mapped norms: one kernel specialisation
                 readonly(lw.ffn_norm),
             )
             for lw in weights.layers
         ]
-        self.output = Products([weights.output], blocks, capacity)
+        self.output = Products([weights.output], blocks, capacity, fam)
         self._output_norm = readonly(weights.output_norm)
         n_q, n_kv = hp.n_head * hp.head_dim, hp.n_head_kv * hp.head_dim
         self._buffers = {
