@@ -19,7 +19,7 @@ import numpy as np
 import airoboros_ggml
 from airoboros_ggml.ggml_types import GGMLType
 from airoboros_ggml.quants import int_group
-from airoboros_ggml.runtime import few_tokens
+from airoboros_ggml.runtime import compute_thread, few_tokens
 
 path = sys.argv[1] if len(sys.argv) > 1 else "smollm2"
 n_steps = int(sys.argv[2]) if len(sys.argv) > 2 else 64
@@ -64,15 +64,30 @@ def run(steps: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-run(4)
-walls = [run(n_steps) for _ in range(3)]
+def on_compute_thread(steps: int) -> float:
+    """:func:`run` on the process's compute thread, where the model evaluates (one OpenMP team)."""
+    return compute_thread.run(run, steps)
+
+
+def profiled(steps: int) -> cProfile.Profile:
+    """:func:`run` under cProfile, on the compute thread (cProfile follows only the thread that enables it)."""
+
+    def work() -> cProfile.Profile:
+        profile = cProfile.Profile()
+        profile.enable()
+        run(steps)
+        profile.disable()
+        return profile
+
+    return compute_thread.run(work)
+
+
+on_compute_thread(4)
+walls = [on_compute_thread(n_steps) for _ in range(3)]
 wall = statistics.median(walls)
 print(f"{path}, {n_threads} threads: {wall * 1e3:.2f} ms per step ({1 / wall:.1f} tok/s), CPU "
       f"{statistics.median(cpu[1:]) * 1e3:.2f} ms per step; runs {[round(w * 1e3, 2) for w in walls]} ms")
-profile = cProfile.Profile()
-profile.enable()
-run(n_steps)
-profile.disable()
+profile = profiled(n_steps)
 out = io.StringIO()
 pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(16)
 print(out.getvalue())

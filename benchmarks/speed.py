@@ -5,7 +5,9 @@ real. Steps:
 
 1. create or reuse the 7B-shaped q4_K_M files (GGML v3 and GGUF; ``benchmarks/make_models.py``);
 2. per file: prompt processing at 512 tokens, generation (after an 8-token prompt and right after the 512-token
-   one), peak RSS at n_ctx 600, then a SECOND process
+   one), peak RSS at n_ctx 600, in ``--reps`` rounds that each run every engine and model once in a fresh
+   process (ours on each file, llama.cpp, SmolLM2 and llama.cpp on it, interleaved: a shared machine whose
+   speed drifts over a run affects them alike; medians over the rounds), then a SECOND process per file
    (numba cache warm) for the time from process start to the first token of a 16-token prompt;
 3. when ``ctransformers`` is importable, the same measurements on the GGML v3 file (timed here around its
    ``eval``/``sample`` calls, batch size 512, in its own subprocess), with ratios;
@@ -32,9 +34,12 @@ import datetime as dt
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -145,14 +150,34 @@ def bench_ctransformers(path: Path, args: argparse.Namespace, n_prompt: int, rep
     return report
 
 
-def bench_peer(path: Path, python: str, args: argparse.Namespace, n_prompt: int, n_gen: int) -> dict[str, Any]:
+def bench_peer(path: Path, python: str, args: argparse.Namespace, n_prompt: int, n_gen: int,
+               reps: int) -> dict[str, Any]:
     """llama.cpp on ``path`` (``llamacpp_peer.py`` under ``python``), with the load average around it."""
     before = wait_for_quiet(args.max_load, args.max_wait)
-    report = llamacpp_peer.bench_llamacpp(path, python, n_prompt, n_gen, args.threads, args.ctx, args.reps,
+    report = llamacpp_peer.bench_llamacpp(path, python, n_prompt, n_gen, args.threads, args.ctx, reps,
                                           timeout=args.timeout)
     report["load"] = (before, loadavg())
     _log_result(report)
     return report
+
+
+RATES = ("prompt_tok_s", "gen_tok_s", "gen_long_tok_s", "ttft_s", "first_call_s", "load_s", "process_ttft_s")
+"""Per-process figures whose median over the rounds is reported."""
+
+
+def merge_rounds(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from one process per round: medians of :data:`RATES` (every round's value under ``runs``),
+    the highest peak RSS, the lowest and highest load average seen; the rest from the last round."""
+    merged = dict(reports[-1])
+    merged["reps"] = len(reports)
+    merged["runs"] = {}
+    for key in RATES:
+        values = [r[key] for r in reports if r.get(key) is not None and r[key] == r[key]]  # drop None/NaN
+        merged["runs"][key] = values
+        merged[key] = statistics.median(values) if values else reports[-1].get(key)
+    merged["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in reports)
+    merged["load"] = (min(r["load"][0] for r in reports), max(r["load"][1] for r in reports))
+    return merged
 
 
 # ----------------------------------------------------------------------------------- report
@@ -179,7 +204,8 @@ def render_markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
         "# Speed and memory",
         "",
         f"Measured {results['date']} at commit `{results['commit']}` by `benchmarks/speed.py` "
-        f"(medians of {args.reps} runs, {args.threads} threads, n_ctx {args.ctx}).",
+        f"(medians of {args.reps} rounds, one fresh process per engine and model in each, the engines "
+        f"interleaved; {args.threads} threads, n_ctx {args.ctx}). Load average: lowest before → highest after.",
         "",
         f"Machine: {any_r['machine'] if any_r else '?'}.",
         "",
@@ -303,24 +329,41 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                                "commit": _commit(), "ours": {}, "ttft": {}}
     paths = {fmt: make(fmt) for fmt in formats}
+    llama_python = llamacpp_peer.interpreter(args.llama_cpp_python)
+    with_llama = not args.no_llama_cpp and llamacpp_peer.available(llama_python)
+    # (where the report goes, how to measure once); every round runs each once, in this order, so that a
+    # machine whose speed drifts over the minutes of a run slows every engine alike
+    jobs: list[tuple[tuple[str, ...], Callable[[], dict[str, Any]]]] = []
     for fmt, path in paths.items():
-        results["ours"][fmt] = bench(str(path), args, args.n_prompt, args.n_gen, args.reps)
-        # a second process, numba cache warm: process start -> first token of a 16-token prompt
+        jobs.append((("ours", fmt), partial(bench, str(path), args, args.n_prompt, args.n_gen, 1)))
+        if with_llama and fmt == "gguf":
+            jobs.append((("llamacpp",), partial(bench_peer, path, llama_python, args, args.n_prompt, args.n_gen, 1)))
+    if with_llama and formats and "gguf" not in paths:
+        jobs.append((("llamacpp",), partial(bench_peer, make("gguf"), llama_python, args, args.n_prompt,
+                                            args.n_gen, 1)))
+    if not args.no_smollm2:
+        jobs.append((("smollm2",), partial(bench, "smollm2", args, 512, args.smollm2_n_gen, 1)))
+        if with_llama:
+            from airoboros_ggml.default_model import smollm2_path
+
+            jobs.append((("llamacpp_smollm2",), partial(bench_peer, smollm2_path(), llama_python, args, 512,
+                                                        args.smollm2_n_gen, 1)))
+    runs: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in range(args.reps):
+        log.info("round %d of %d", r + 1, args.reps)
+        for where, job in jobs:
+            runs.setdefault(where, []).append(job())
+    for where, reports in runs.items():
+        merged = merge_rounds(reports)
+        if len(where) == 2:
+            results[where[0]][where[1]] = merged
+        else:
+            results[where[0]] = merged
+    for fmt, path in paths.items():  # a second process, numba cache warm: process start -> first token
         results["ttft"][fmt] = bench(str(path), args, 0, 0, 1)
     if not args.no_ctransformers and ctransformers_available():
         ggml = paths.get("ggml") or make("ggml")
         results["ctransformers"] = bench_ctransformers(ggml, args, args.n_prompt, args.reps)
-    llama_python = llamacpp_peer.interpreter(args.llama_cpp_python)
-    with_llama = not args.no_llama_cpp and llamacpp_peer.available(llama_python)
-    if with_llama and formats:
-        gguf = paths.get("gguf") or make("gguf")
-        results["llamacpp"] = bench_peer(gguf, llama_python, args, args.n_prompt, args.n_gen)
-    if not args.no_smollm2:
-        results["smollm2"] = bench("smollm2", args, 512, args.smollm2_n_gen, args.reps)
-        if with_llama:
-            from airoboros_ggml.default_model import smollm2_path
-
-            results["llamacpp_smollm2"] = bench_peer(smollm2_path(), llama_python, args, 512, args.smollm2_n_gen)
     print_summary(results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(render_markdown(results, args))

@@ -17,7 +17,6 @@ entries, so one compiled specialisation serves every group size).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Collection, Sequence
 
 import numba
@@ -119,7 +118,10 @@ def _quantize_rows_q8_1(x, norm_w, eps, xn, qs, d, s):
         quantize_q8_1_into(src[t], qs[t], d[t], s[t])
 
 
-@functools.cache
+_GROUP_KERNELS: dict[tuple[int, int], Callable[..., None]] = {}
+"""Drivers made by :func:`group_kernel`, by (activation type, only type)."""
+
+
 def group_kernel(act: int, only: int = -1) -> Callable[..., None]:
     """The grouped driver of activation type ``act`` (Q8_K, Q8_0 or Q8_1), one parallel loop.
 
@@ -135,6 +137,9 @@ def group_kernel(act: int, only: int = -1) -> Callable[..., None]:
     type, as SmolLM2's Q4_1 layers): only that type's row kernels are compiled (1.3 s less for a Q8_0 output
     matrix on a cold start); -1 serves any mix of the family's types.
     """
+    kernel = _GROUP_KERNELS.get((act, only))
+    if kernel is not None:
+        return kernel
 
     @numba.njit(cache=True, parallel=True)
     def group(x, norm_w, eps, xn, qs, d, aux, kinds, raws, starts, outs, residual):
@@ -167,6 +172,7 @@ def group_kernel(act: int, only: int = -1) -> Callable[..., None]:
                 _rows_q8_1(kinds[i], raw, r0, r1, qs, d, aux, acc, outs[i])
         _add_into(residual, outs[0])
 
+    _GROUP_KERNELS[(act, only)] = group
     return group
 
 

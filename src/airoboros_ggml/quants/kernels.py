@@ -32,7 +32,6 @@ Integer codes for types: the GGUF ids (:class:`~airoboros_ggml.ggml_types.GGMLTy
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numba
@@ -271,18 +270,25 @@ def dequantize_rows(code, raw, ids, out):
         decode_row(code, raw[ids[i]], out[i])
 
 
-@functools.cache
+_ROWS_KERNELS: dict[int, Callable[..., None]] = {}
+"""Kernels made by :func:`dequantize_rows_kernel`, by type."""
+
+
 def dequantize_rows_kernel(code: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
     """:func:`dequantize_rows` for type ``code`` only: ``kernel(raw, ids, out)``.
 
     A closure over ``code`` (numba caches one entry per value): only that type's decoder is compiled.
     """
+    kernel = _ROWS_KERNELS.get(code)
+    if kernel is not None:
+        return kernel
 
     @numba.njit(cache=True)
     def dequantize_rows_of_type(raw, ids, out):
         for i in range(ids.shape[0]):
             _decode_row_switch(code, raw[ids[i]], out[i])
 
+    _ROWS_KERNELS[code] = dequantize_rows_of_type
     return dequantize_rows_of_type
 
 

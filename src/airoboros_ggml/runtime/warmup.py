@@ -258,7 +258,11 @@ def _start_helper(plan: KernelPlan) -> subprocess.Popen | None:
 
 
 def dispatcher_signatures(prefix: str = "airoboros_ggml") -> dict[str, int]:
-    """Number of compiled (or cache-loaded) signatures of every numba kernel in the package's loaded modules."""
+    """Number of compiled (or cache-loaded) signatures of every numba kernel in the package's loaded modules.
+
+    Module-level kernels, and the kernels that factories keep in module-level dicts (one-type kernels,
+    e.g. ``quants.tiles._TILE_KERNELS``).
+    """
     out = {}
     for name, module in list(sys.modules.items()):
         if not (name == prefix or name.startswith(prefix + ".")) or module is None:
@@ -266,6 +270,10 @@ def dispatcher_signatures(prefix: str = "airoboros_ggml") -> dict[str, int]:
         for attr, value in list(vars(module).items()):
             if isinstance(value, CPUDispatcher) and value.py_func.__module__ == name:
                 out[f"{name}.{attr}"] = len(value.overloads)
+            elif isinstance(value, dict):
+                for key, kernel in list(value.items()):
+                    if isinstance(kernel, CPUDispatcher):
+                        out[f"{name}.{attr}[{key}]"] = len(kernel.overloads)
     return out
 
 
