@@ -98,7 +98,8 @@ def test_hf_model_from_an_offline_cache(tmp_path: Path, capsys: pytest.CaptureFi
 def test_ctrl_c_during_convert_leaves_no_output(f16_bin: Path) -> None:
     # slow each tensor's copy down so that the interrupt lands while the file is being written
     script = textwrap.dedent("""
-        import sys, time
+        import signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job inherits SIG_IGN
         from airoboros_ggml.cli.main import main
         from airoboros_ggml.tools import convert
         real = convert._copied

@@ -146,7 +146,8 @@ def test_ctrl_c_leaves_no_output(tmp_path: Path) -> None:
     src = write_gguf(tmp_path / "f32.gguf", hp, tiny_vocab(512), random_llama_tensors(hp, seed=2))
     # slow each tensor down so that the interrupt lands while the file is being written
     script = textwrap.dedent("""
-        import time
+        import signal, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job inherits SIG_IGN
         from airoboros_ggml.tools import quantize as q
         real = q.quantize_rows
         def slow(*args, **kwargs):

@@ -10,8 +10,9 @@ Q4_1/Q5_1 over Q8_1), so every product equals the one :func:`~.int_dot.matmul_vi
 K-quant groups of :data:`GEMM_MIN_TOKENS` or more tokens use the tiled kernel of :mod:`.int_gemm` instead
 (the same bits per token, one parallel region per matrix).
 
-One driver per activation type (the families differ in the types of their per-block side arrays), each
-taking a group of up to :data:`MAX_GROUP` matrices as a tuple (shorter groups are padded with empty
+One driver per activation type (the families differ in the types of their per-block side arrays) and, for
+a model whose matrices of that activation type share one weight type, per that type (:func:`group_kernel`),
+each taking a group of up to :data:`MAX_GROUP` matrices as a tuple (shorter groups are padded with empty
 entries, so one compiled specialisation serves every group size).
 """
 
