@@ -106,6 +106,18 @@ print(sorted(f for f in decoders if getattr(mods[f], f).signatures))
     assert out.stdout.strip() == "['_dec_q8_0', '_row_q8_0']"
 
 
+def test_one_type_kernels_have_their_own_cache_files() -> None:
+    """Each value's kernel has its own numba index file: the warm-up and its helper process compile different
+    values at once, and entries of one file written concurrently could swap their machine code."""
+    from airoboros_ggml.quants.int_group import group_kernel
+
+    kernels = [tiles.decode_tile_kernel(int(t)) for t in (GGMLType.Q8_0, GGMLType.Q4_1)]
+    kernels += [K.dequantize_rows_kernel(int(t)) for t in (GGMLType.Q8_0, GGMLType.Q4_1)]
+    kernels += [group_kernel(int(GGMLType.Q8_0), int(GGMLType.Q8_0)), group_kernel(int(GGMLType.Q8_0), -1)]
+    names = [k._cache._cache_file._index_name for k in kernels]
+    assert len(set(names)) == len(names), names
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has a single thread on this machine")
 def test_matvec_matmul_same_for_1_and_2_threads() -> None:
     """Bit-identical results for 1 and 2 threads (each output row is one thread's work), within float32

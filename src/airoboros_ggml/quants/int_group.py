@@ -29,6 +29,7 @@ from .int_dot import _rows as _rows_q8_k
 from .int_dot_legacy import _rows_q8_0, _rows_q8_1
 from .int_gemm import gemm_q8k
 from .q8_activations import QK8, QK_K, quantize_q8_0_into, quantize_q8_1_into, quantize_q8_k_into
+from .specialise import jit_specialised
 
 MAX_GROUP = 3
 """Matrices per group (Q, K, V)."""
@@ -133,7 +134,7 @@ def group_kernel(act: int, only: int = -1) -> Callable[..., None]:
     starts int64 (MAX_GROUP + 1,) cumulative task counts; outs tuple of float32 (n_tok, n_out_i); residual
     float32 (n_tok, n_out_0) += outs[0], or empty.
 
-    A closure over ``act`` and ``only`` (numba caches one entry per pair). ``only`` >= 0 says every matrix
+    A closure over ``act`` and ``only`` (:mod:`.specialise`). ``only`` >= 0 says every matrix
     the kernel will see has that weight type (a model whose matrices of this activation type are all of one
     type, as SmolLM2's Q4_1 layers): only that type's row kernels are compiled (1.3 s less for a Q8_0 output
     matrix on a cold start); -1 serves any mix of the family's types.
@@ -142,7 +143,6 @@ def group_kernel(act: int, only: int = -1) -> Callable[..., None]:
     if kernel is not None:
         return kernel
 
-    @numba.njit(cache=True, parallel=True)
     def group(x, norm_w, eps, xn, qs, d, aux, kinds, raws, starts, outs, residual):
         n_tok = x.shape[0]
         if act == _Q8_K:
@@ -173,8 +173,8 @@ def group_kernel(act: int, only: int = -1) -> Callable[..., None]:
                 _rows_q8_1(kinds[i], raw, r0, r1, qs, d, aux, acc, outs[i])
         _add_into(residual, outs[0])
 
-    _GROUP_KERNELS[(act, only)] = group
-    return group
+    kernel = _GROUP_KERNELS[(act, only)] = jit_specialised(group, f"{act}_{only}".replace("-", "m"), parallel=True)
+    return kernel
 
 
 _NO_NORM = np.zeros(0, np.float32)

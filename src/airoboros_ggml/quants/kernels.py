@@ -39,6 +39,7 @@ import numpy as np
 
 from ..ggml_types import GGMLType
 from .fp16 import F16_TABLE, f32_at
+from .specialise import jit_specialised
 
 # Type ids as plain ints, the form numba compares against (compile-time constants in the kernels).
 F32, F16 = int(GGMLType.F32), int(GGMLType.F16)
@@ -277,19 +278,18 @@ _ROWS_KERNELS: dict[int, Callable[..., None]] = {}
 def dequantize_rows_kernel(code: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
     """:func:`dequantize_rows` for type ``code`` only: ``kernel(raw, ids, out)``.
 
-    A closure over ``code`` (numba caches one entry per value): only that type's decoder is compiled.
+    A closure over ``code`` (:mod:`.specialise`): only that type's decoder is compiled.
     """
     kernel = _ROWS_KERNELS.get(code)
     if kernel is not None:
         return kernel
 
-    @numba.njit(cache=True)
     def dequantize_rows_of_type(raw, ids, out):
         for i in range(ids.shape[0]):
             _decode_row_switch(code, raw[ids[i]], out[i])
 
-    _ROWS_KERNELS[code] = dequantize_rows_of_type
-    return dequantize_rows_of_type
+    kernel = _ROWS_KERNELS[code] = jit_specialised(dequantize_rows_of_type, str(code))
+    return kernel
 
 
 @numba.njit(cache=True, parallel=True)

@@ -22,6 +22,7 @@ import numpy as np
 
 from .fused import _i8f
 from .kernels import Q2_K, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, Q8_0, _decode_row_switch, _h, _k4_scale_min
+from .specialise import jit_specialised
 
 _16 = np.float32(16)
 _i16 = np.float32(0.0625)
@@ -228,16 +229,15 @@ _TILE_KERNELS: dict[int, Callable[..., None]] = {}
 def decode_tile_kernel(code: int) -> Callable[[np.ndarray, int, np.ndarray], None]:
     """:func:`decode_tile` for type ``code`` only: ``kernel(raw, r0, out)``.
 
-    A closure over ``code`` (numba caches one entry per value): the other types' decoders are pruned before
+    A closure over ``code`` (:mod:`.specialise`): the other types' decoders are pruned before
     typing, so a cold start compiles one decoder (Q4_1: ~1.5 s instead of ~4.5 s for all of them).
     """
     kernel = _TILE_KERNELS.get(code)
     if kernel is not None:
         return kernel
 
-    @numba.njit(cache=True, nogil=True)
     def decode_tile_of_type(raw, r0, out):
         _decode_tile_body(code, raw, r0, out)
 
-    _TILE_KERNELS[code] = decode_tile_of_type
-    return decode_tile_of_type
+    kernel = _TILE_KERNELS[code] = jit_specialised(decode_tile_of_type, str(code), nogil=True)
+    return kernel
