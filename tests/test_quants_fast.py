@@ -68,11 +68,8 @@ def test_tile_decoder_matches_dequantize(t: GGMLType) -> None:
         raw = _weights(t, 9, n_in, rng)
         exact = dequantize(raw, t, (9, n_in))  # float32 (9, n_in), bit-exact with ggml
         tile = np.full((5, n_in), np.nan, np.float32)  # float32 (5, n_in)
-        tiles.decode_tile(int(t), raw, 3, tile)
+        tiles.decode_tile_kernel(int(t))(readonly(raw), 3, tile)
         np.testing.assert_allclose(tile, exact[3:8], rtol=1e-6, atol=1e-6 * np.abs(exact).max())
-        one_type = np.full((5, n_in), np.nan, np.float32)  # float32 (5, n_in) the kernel models call
-        tiles.decode_tile_kernel(int(t))(readonly(raw), 3, one_type)
-        np.testing.assert_array_equal(one_type, tile)
 
 
 @pytest.mark.parametrize("t", WEIGHT_TYPES, ids=lambda t: t.name)

@@ -259,26 +259,17 @@ def decode_row(code, row, out):
     _decode_row_switch(code, row, out)
 
 
-@numba.njit(cache=True)
-def dequantize_rows(code, raw, ids, out):
-    """out[i] = dequantized raw[ids[i]]: raw uint8 (n_rows, row_bytes), out float32 (len(ids), n).
-
-    Serial: a token-embedding lookup is a few rows (a 512-token prompt of a 7B model: ~5 ms), and a
-    ``parallel=True`` kernel costs seconds more to compile on a cold start. Models call the one-type
-    :func:`dequantize_rows_kernel` instead (same results, faster first compile).
-    """
-    for i in range(ids.shape[0]):
-        decode_row(code, raw[ids[i]], out[i])
-
-
 _ROWS_KERNELS: dict[int, Callable[..., None]] = {}
 """Kernels made by :func:`dequantize_rows_kernel`, by type."""
 
 
 def dequantize_rows_kernel(code: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
-    """:func:`dequantize_rows` for type ``code`` only: ``kernel(raw, ids, out)``.
+    """``kernel(raw, ids, out)``: out[i] = dequantized raw[ids[i]] for rows of type ``code``.
 
-    A closure over ``code`` (:mod:`.specialise`): only that type's decoder is compiled.
+    raw uint8 (n_rows, row_bytes), ids int64 (k,), out float32 (k, n). A closure over ``code``
+    (:mod:`.specialise`): only that type's decoder is compiled. Serial: a token-embedding lookup is a few
+    rows (a 512-token prompt of a 7B model: ~5 ms), and a ``parallel=True`` kernel costs seconds more to
+    compile on a cold start.
     """
     kernel = _ROWS_KERNELS.get(code)
     if kernel is not None:

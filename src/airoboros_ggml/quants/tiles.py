@@ -1,7 +1,7 @@
 """Vectorisable float32 row decoders for matmul weight tiles (not bit-exact; ~1 ulp, see below).
 
-:func:`decode_tile` dequantizes consecutive rows into a float32 tile for BLAS. Unlike the bit-exact
-:func:`.kernels.decode_row` (integer arithmetic, which numba widens to 64-bit lanes and does not
+:func:`decode_tile_kernel` gives the kernel that dequantizes consecutive rows into a float32 tile for BLAS.
+Unlike the bit-exact :func:`.kernels.decode_row` (integer arithmetic, which numba widens to 64-bit lanes and does not
 vectorise), these decoders extract bit fields with float arithmetic (``floor``) and may fuse
 ``d*q + m`` into one FMA, so a value can differ from ggml's by an ulp; products stay within 1e-6 relative
 of the exact ones. :func:`.kernels.dequantize_range` / ``dequantize()`` remain bit-exact.
@@ -189,55 +189,41 @@ def _dec_q2_k(row, out, n16):
                         out[ob + 32 * s] = (d * (sc - _16 * sh)) * q - dmin * sh
 
 
-@numba.njit(inline="always")
-def _decode_tile_body(code, raw, r0, out):
-    n = out.shape[1]
-    n16 = np.int64(out.shape[1] // max(1, out.shape[1] // 16)) if n >= 16 else 16
-    n32 = 2 * n16
-    for i in range(out.shape[0]):
-        row = raw[r0 + i]
-        o = out[i]
-        if (code == Q4_0 or code == Q4_1) and n >= 128:
-            _dec_q4_legacy(row, o, code == Q4_1, n16)
-        elif code == Q8_0 and n >= 64:
-            _dec_q8_0(row, o, n32)
-        elif code == Q4_K or code == Q5_K:
-            _dec_q45_k(row, o, code == Q5_K, n32)
-        elif code == Q6_K:
-            _dec_q6_k(row, o, n16)
-        elif code == Q2_K:
-            _dec_q2_k(row, o, n16)
-        else:
-            _decode_row_switch(code, row, o)
-
-
-@numba.njit(cache=True, nogil=True)
-def decode_tile(code, raw, r0, out):
-    """out[i] = dequantized raw[r0 + i] (float32 (rows, n)); single-threaded, GIL-free, vectorised.
-
-    Falls back to the bit-exact :func:`.kernels.decode_row` for F32/F16, Q5_0/Q5_1 and Q3_K (whose
-    integer decoders measured faster than float-trick ones) and for rows shorter than a block group.
-    Models call the one-type :func:`decode_tile_kernel` (same results, faster first compile).
-    """
-    _decode_tile_body(code, raw, r0, out)
-
-
 _TILE_KERNELS: dict[int, Callable[..., None]] = {}
 """Kernels made by :func:`decode_tile_kernel`, by type."""
 
 
 def decode_tile_kernel(code: int) -> Callable[[np.ndarray, int, np.ndarray], None]:
-    """:func:`decode_tile` for type ``code`` only: ``kernel(raw, r0, out)``.
+    """``kernel(raw, r0, out)``: out[i] = dequantized raw[r0 + i] (float32 (rows, n)) for rows of type ``code``.
 
-    A closure over ``code`` (:mod:`.specialise`): the other types' decoders are pruned before
-    typing, so a cold start compiles one decoder (Q4_1: ~1.5 s instead of ~4.5 s for all of them).
+    Single-threaded, GIL-free, vectorised. Falls back to the bit-exact :func:`.kernels.decode_row` for
+    F32/F16, Q5_0/Q5_1 and Q3_K (whose integer decoders measured faster than float-trick ones) and for rows
+    shorter than a block group. A closure over ``code`` (:mod:`.specialise`): the other types' decoders are
+    pruned before typing, so a cold start compiles one decoder (Q4_1: ~1.5 s instead of ~4.5 s for all).
     """
     kernel = _TILE_KERNELS.get(code)
     if kernel is not None:
         return kernel
 
     def decode_tile_of_type(raw, r0, out):
-        _decode_tile_body(code, raw, r0, out)
+        n = out.shape[1]
+        n16 = np.int64(out.shape[1] // max(1, out.shape[1] // 16)) if n >= 16 else 16
+        n32 = 2 * n16
+        for i in range(out.shape[0]):
+            row = raw[r0 + i]
+            o = out[i]
+            if (code == Q4_0 or code == Q4_1) and n >= 128:
+                _dec_q4_legacy(row, o, code == Q4_1, n16)
+            elif code == Q8_0 and n >= 64:
+                _dec_q8_0(row, o, n32)
+            elif code == Q4_K or code == Q5_K:
+                _dec_q45_k(row, o, code == Q5_K, n32)
+            elif code == Q6_K:
+                _dec_q6_k(row, o, n16)
+            elif code == Q2_K:
+                _dec_q2_k(row, o, n16)
+            else:
+                _decode_row_switch(code, row, o)
 
     kernel = _TILE_KERNELS[code] = jit_specialised(decode_tile_of_type, str(code), nogil=True)
     return kernel

@@ -33,7 +33,7 @@ from .decode_attention import attend_one
 from .kv_cache import KVBatch, KVCache
 from .rope import rope_tables
 from .step_kernels import rope_qk_into, silu_mul_into
-from .weights import LlamaWeights
+from .weights import MATRIX_ROLES, LlamaWeights
 
 FEW_TOKENS = INT_MATMUL_MAX_TOKENS
 """Largest batch this path takes (the integer kernels' limit; longer batches use tiles + BLAS)."""
@@ -94,8 +94,7 @@ class Products:
 
 def activation_families(weights: LlamaWeights) -> dict[GGMLType, frozenset[GGMLType]]:
     """The weight types of the model's matrices per 8-bit activation type (one type: one-type group kernels)."""
-    mats = [weights.output] + [getattr(lw, role) for lw in weights.layers
-                               for role in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")]
+    mats = [weights.output] + [getattr(lw, role) for lw in weights.layers for role in MATRIX_ROLES]
     families: dict[GGMLType, set[GGMLType]] = {}
     for m in mats:
         if m.activation_type is not None:

@@ -41,11 +41,10 @@ from ..quants import WeightMatrix, prepare_weight
 from .few_tokens import FEW_TOKENS
 from .forward import LlamaForward
 from .kv_cache import KVCache
-from .weights import LayerWeights, LlamaWeights
+from .weights import MATRIX_ROLES, LayerWeights, LlamaWeights
 
 log = logging.getLogger(__name__)
 
-_ROLES = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
 
 STANDIN = HParams(n_vocab=8, n_embd=256, n_layer=1, n_head=4, n_head_kv=2, n_ff=256, n_rot=64, n_ctx_train=64)
 """Shape of the stand-in model: every block size divides 256; 4 query heads share 2 KV heads."""
@@ -99,7 +98,7 @@ def kernel_plan(weights: LlamaWeights, kv_type: str = "f16", n_seq: int = 1) -> 
     """The :class:`KernelPlan` of a model's weights and cache settings."""
     seen: dict[tuple[GGMLType, ...], None] = {}
     for layer in weights.layers:
-        seen.setdefault(tuple(getattr(layer, role).ggml_type for role in _ROLES), None)
+        seen.setdefault(tuple(getattr(layer, role).ggml_type for role in MATRIX_ROLES), None)
     return KernelPlan(
         layer_types=tuple(seen),
         token_embd=weights.token_embd.ggml_type,
@@ -134,7 +133,7 @@ def standin_forward(plan: KernelPlan) -> LlamaForward:
         LayerWeights(
             attn_norm=_readonly_ones(hp.n_embd),
             ffn_norm=_readonly_ones(hp.n_embd),
-            **{role: _zero_matrix(t, *shapes[role], q) for role, t in zip(_ROLES, types, strict=True)},
+            **{role: _zero_matrix(t, *shapes[role], q) for role, t in zip(MATRIX_ROLES, types, strict=True)},
         )
         for types in plan.layer_types
     ]

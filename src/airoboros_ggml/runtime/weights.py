@@ -28,6 +28,10 @@ class LayerWeights:
     w_down: WeightMatrix  # (n_embd, n_ff)
 
 
+MATRIX_ROLES = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+"""The :class:`LayerWeights` fields that are weight matrices, in evaluation order."""
+
+
 @dataclasses.dataclass
 class LlamaWeights:
     """All weights of a Llama model; file tensor names are mapped to attributes here and only here."""
