@@ -35,13 +35,15 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..ggml_types import GGMLType
 from . import simd as S
 from .fused import PREFETCH_AHEAD, ROWS_PER_TASK, _prefetch
-from .kernels import Q3_K, Q4_K, Q5_K, Q6_K
+from .kernels import Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
 from .q8_activations import Q8K, QK_K
+from .specialise import jit_specialised
 
 
 def kq_value(bld, d, isum, dmin=None, msum=None) -> ir.Value:
@@ -268,6 +270,80 @@ def _q6_k_block(typingctx, row, o, qs, bsums, b):
     return sig, codegen
 
 
+def unpack_block(bld, kind: int, rp) -> tuple:
+    """The K-quant block at rp unpacked for ``vpmaddubsw``/``vpmaddwd``, shared with :mod:`.int_gemm`.
+
+    Returns (codes, chunk_scales, coef, d, dmin): the 8 vectors u8 (32,) of codes of each 32-element chunk;
+    the 8 vectors i16 (16,) multiplying each chunk's 16 pair sums (Q4_K/Q5_K: the sub-block scale 16 times;
+    Q2_K/Q3_K/Q6_K: its two 16-element groups' scales, 8 times each); i16 (16,) coefficients of the 16
+    activation bsums (Q2_K/Q4_K/Q5_K: the mins, giving ``msum``; Q3_K: ``-4*sc``, Q6_K: ``-32*sc``, the code
+    offsets, added to ``isum``); float32 ``d`` and ``dmin`` (None for the types without mins).
+    """
+    f16 = lambda at: S.load_f16(bld, S.byte_ptr(bld, rp, at))  # noqa: E731
+    if kind in (Q4_K, Q5_K):
+        codes = k4_codes(bld, rp, 16, None) if kind == Q4_K else k4_codes(bld, rp, 48, 16)
+        sm = k4_scales_mins(bld, rp)  # i16 (16,): scales 0..7, mins 0..7
+        chunk_scales = [S.pick(bld, sm, [k] * 16) for k in range(8)]
+        return codes, chunk_scales, S.pick(bld, sm, [8 + g // 2 for g in range(16)]), f16(0), f16(2)
+    if kind == Q2_K:
+        codes, (sc, coef) = low2_chunks(bld, rp, 16), q2_scales_mins(bld, rp)
+        d, dmin = f16(80), f16(82)
+    elif kind == Q3_K:
+        codes, sc = q3_codes(bld, rp), q3_scales(bld, rp)
+        coef, d, dmin = bld.mul(sc, S.const(-4, S.V16I16)), f16(108), None
+    else:  # Q6_K
+        codes, sc = q6_codes(bld, rp), q6_scales(bld, rp)
+        coef, d, dmin = bld.mul(sc, S.const(-32, S.V16I16)), f16(208), None
+    return codes, [S.pick(bld, sc, [2 * k] * 8 + [2 * k + 1] * 8) for k in range(8)], coef, d, dmin
+
+
+def _tokens_codegen(kind: int):
+    """Codegen: ``acc[t] += dy[t, b] * value`` of the block at row[o] for every token t of the batch.
+
+    The block is unpacked once (:func:`unpack_block`), then each token costs its products, two reductions
+    and the float operations of :func:`kq_value` plus one FMA, as the one-token kernels compute them (the same
+    integers, the same float operations in the same order: the same bits).
+    """
+    i64 = ir.IntType(64)
+
+    def codegen(context, bld, sig, args):
+        row, o, qs, d, bsums, b, acc = args
+        a_row, _, a_qs, a_d, a_bs, _, a_acc = sig.args
+        rp = S.array_ptr(context, bld, a_row, row, o)
+        b = bld.sext(b, i64) if b.type != i64 else b
+        codes, chunk_scales, coef, dw, dmin = unpack_block(bld, kind, rp)
+        n_tok = cgutils.unpack_tuple(bld, context.make_array(a_d)(context, bld, d).shape)[0]
+        with cgutils.for_range(bld, n_tok) as loop:
+            t = loop.index
+            yp = S.item_ptr(context, bld, a_qs, qs, [t, bld.mul(b, ir.Constant(i64, QK_K))])
+            bp = S.item_ptr(context, bld, a_bs, bsums, [t, bld.mul(b, ir.Constant(i64, 16))])
+            dot = None
+            for k in range(8):
+                y = S.load(bld, S.byte_ptr(bld, yp, 32 * k), S.V32I8)
+                v = S.maddwd(bld, S.maddubs(bld, codes[k], y), chunk_scales[k])
+                dot = v if dot is None else bld.add(dot, v)
+            corr = S.hsum(bld, S.maddwd(bld, S.load(bld, bp, S.V16I16), coef))
+            if dmin is None:
+                value = kq_value(bld, dw, bld.add(S.hsum(bld, dot), corr))
+            else:
+                value = kq_value(bld, dw, S.hsum(bld, dot), dmin, corr)
+            dy = S.load(bld, S.item_ptr(context, bld, a_d, d, [t, b]), S.F32)
+            accp = S.item_ptr(context, bld, a_acc, acc, [t])
+            # acc += dy * value as the one-token kernels' numba code writes it (fastmath: one FMA)
+            bld.store(bld.fadd(bld.load(accp), bld.fmul(dy, value)), accp)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _make_tokens(kind: int):
+    def tokens(typingctx, row, o, qs, d, bsums, b, acc):
+        return types.void(row, o, qs, d, bsums, b, acc), _tokens_codegen(kind)
+
+    tokens.__name__ = f"_tokens_{kind}"
+    return intrinsic(tokens)
+
+
 # Row kernels: one per type and per case (one token with a scalar accumulator, ~20% faster than the
 # batched form; or a batch of tokens, each weight block read once for all of them). A type flag tested
 # inside these loops, or a block function passed as an argument, cost 10-20% in measurements. Each block's
@@ -287,16 +363,6 @@ def _row_q2_k(row, qs, d, bsums):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _row_q2_k_batch(row, qs, d, bsums, acc):
-    """acc[t] = dot(dequant(row), y_t) for every token: qs int8 (n_tok, n_in), d float32 (n_tok, nb), ..."""
-    acc[:] = 0
-    for b in range(d.shape[1]):
-        o = b * 84
-        for t in range(d.shape[0]):
-            acc[t] += d[t, b] * _q2_k_block(row, o, qs[t], bsums[t], b)
-
-
-@numba.njit(cache=True, fastmath=True)
 def _row_q3_k(row, qs, d, bsums):
     """One token: dot(dequant(row), y); qs int8 (n_in,), d float32 (nb,), bsums int16 (n_in/16,)."""
     acc = np.float32(0)
@@ -306,16 +372,6 @@ def _row_q3_k(row, qs, d, bsums):
             _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
         acc += d[b] * _q3_k_block(row, o, qs, bsums, b)
     return acc
-
-
-@numba.njit(cache=True, fastmath=True)
-def _row_q3_k_batch(row, qs, d, bsums, acc):
-    """acc[t] = dot(dequant(row), y_t) for every token: qs int8 (n_tok, n_in), d float32 (n_tok, nb), ..."""
-    acc[:] = 0
-    for b in range(d.shape[1]):
-        o = b * 110
-        for t in range(d.shape[0]):
-            acc[t] += d[t, b] * _q3_k_block(row, o, qs[t], bsums[t], b)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -331,16 +387,6 @@ def _row_q4_k(row, qs, d, bsums):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _row_q4_k_batch(row, qs, d, bsums, acc):
-    """acc[t] = dot(dequant(row), y_t) for every token: qs int8 (n_tok, n_in), d float32 (n_tok, nb), ..."""
-    acc[:] = 0
-    for b in range(d.shape[1]):
-        o = b * 144
-        for t in range(d.shape[0]):
-            acc[t] += d[t, b] * _q4_k_block(row, o, qs[t], bsums[t], b)
-
-
-@numba.njit(cache=True, fastmath=True)
 def _row_q5_k(row, qs, d, bsums):
     """One token: dot(dequant(row), y); qs int8 (n_in,), d float32 (nb,), bsums int16 (n_in/16,)."""
     acc = np.float32(0)
@@ -350,16 +396,6 @@ def _row_q5_k(row, qs, d, bsums):
             _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
         acc += d[b] * _q5_k_block(row, o, qs, bsums, b)
     return acc
-
-
-@numba.njit(cache=True, fastmath=True)
-def _row_q5_k_batch(row, qs, d, bsums, acc):
-    """acc[t] = dot(dequant(row), y_t) for every token: qs int8 (n_tok, n_in), d float32 (n_tok, nb), ..."""
-    acc[:] = 0
-    for b in range(d.shape[1]):
-        o = b * 176
-        for t in range(d.shape[0]):
-            acc[t] += d[t, b] * _q5_k_block(row, o, qs[t], bsums[t], b)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -374,14 +410,30 @@ def _row_q6_k(row, qs, d, bsums):
     return acc
 
 
-@numba.njit(cache=True, fastmath=True)
-def _row_q6_k_batch(row, qs, d, bsums, acc):
-    """acc[t] = dot(dequant(row), y_t) for every token: qs int8 (n_tok, n_in), d float32 (n_tok, nb), ..."""
-    acc[:] = 0
-    for b in range(d.shape[1]):
-        o = b * 210
-        for t in range(d.shape[0]):
-            acc[t] += d[t, b] * _q6_k_block(row, o, qs[t], bsums[t], b)
+def _make_row_batch(kind: int, block_bytes: int):
+    """The batch row kernel of K-quant type ``kind``, compiled under a name of its own (:mod:`.specialise`).
+
+    ``(row, qs, d, bsums, acc)``: acc[t] = dot(dequant(row), y_t) for every token of the batch (qs int8
+    (n_tok, n_in), d float32 (n_tok, nb), bsums int16 (n_tok, n_in/16), acc float32 (n_tok,)); each block
+    read and unpacked once for all tokens.
+    """
+    tokens = _make_tokens(kind)
+    lines = (block_bytes + 63) // 64
+
+    def row_batch(row, qs, d, bsums, acc):
+        acc[:] = 0
+        for b in range(d.shape[1]):
+            o = b * block_bytes
+            for k in range(lines):
+                _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
+            tokens(row, o, qs, d, bsums, b, acc)
+
+    return jit_specialised(row_batch, GGMLType(kind).name.lower(), fastmath=True)
+
+
+_row_q2_k_batch, _row_q3_k_batch, _row_q4_k_batch, _row_q5_k_batch, _row_q6_k_batch = (
+    _make_row_batch(t, n) for t, n in ((Q2_K, 84), (Q3_K, 110), (Q4_K, 144), (Q5_K, 176), (Q6_K, 210))
+)
 
 
 @numba.njit(inline="always")

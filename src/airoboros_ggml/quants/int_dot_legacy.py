@@ -11,12 +11,15 @@ one weight row, with ``P_b = sum_i q_i y_i`` the exact integer product of block 
   activation, so ``vpmaddubsw`` sees ``|w|``; activation codes are in [-127, 127], so no sign overflow).
 
 A block's products come from ``vpmaddubsw`` + ``vpmaddwd`` (8 i32 partial sums). One intrinsic call handles
-:data:`GROUP` = 8 blocks (256 weights): a ``vphaddd`` tree turns their 8 partial-sum vectors into one
-vector of the 8 exact block totals ``P_b``, the offsets are subtracted in integers, and the vector is
-converted to float and multiplied by the gathered ``d_b dy_b`` (plus ``m_b s_b``) with one horizontal sum
-per group. ggml's AVX2 path instead converts and scales every block's 8 partial sums (4 more instructions
-per block); the result is the same up to float32 rounding (measured against libggml's ``vec_dot``: 1e-6
-relative). No integer overflow: a ``vpmaddubsw`` pair is at most 2*31*127 (Q5) or 2*128*127 (Q8_0 with a
+:data:`GROUP` = 8 blocks (256 weights) for every token of the batch: the blocks' codes and fp16 scales are
+unpacked once, then per token a ``vphaddd`` tree turns the 8 partial-sum vectors into one vector of the 8
+exact block totals ``P_b``, the offsets are subtracted in integers, and the vector is converted to float and
+multiplied by the gathered ``d_b dy_b`` (plus ``m_b s_b``) with one horizontal sum per group, every float
+operation as written (:data:`.simd.STRICT`: a token's result has the same bits in any batch). ggml's AVX2 path
+instead converts and scales every block's 8 partial sums (4 more instructions per block); the result is the
+same up to float32 rounding (measured against libggml's ``vec_dot``: 1e-6 relative). Sharing the unpacking
+between tokens: Q4_1 1536x576 on the 2-core box, 4 / 8 tokens 137-146 / 228-246 us -> 98-109 / 161-170 us.
+No integer overflow: a ``vpmaddubsw`` pair is at most 2*31*127 (Q5) or 2*128*127 (Q8_0 with a
 -128 weight) < 2^15.
 """
 
@@ -26,6 +29,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..ggml_types import LAYOUTS, GGMLType
@@ -33,6 +37,7 @@ from . import simd as S
 from .fused import PREFETCH_AHEAD, ROWS_PER_TASK, _prefetch
 from .kernels import Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
 from .q8_activations import Q80, Q81, QK8
+from .specialise import jit_specialised
 
 GROUP = 8
 """Blocks per intrinsic call (256 weights; 16 measured slower); a row's remaining blocks go one per call."""
@@ -44,11 +49,11 @@ V8F32 = ir.VectorType(S.F32, 8)
 
 
 def _fsum(bld, v) -> ir.Value:
-    """Sum of the lanes of a float vector (pairwise tree; width a power of two)."""
+    """Sum of the lanes of a float vector (pairwise tree, exactly as written; width a power of two)."""
     n = v.type.count
     while n > 1:
         n //= 2
-        v = bld.fadd(S.pick(bld, v, list(range(n))), S.pick(bld, v, list(range(n, 2 * n))))
+        v = bld.fadd(S.pick(bld, v, list(range(n))), S.pick(bld, v, list(range(n, 2 * n))), flags=S.STRICT)
     return bld.extract_element(v, S.const(0))
 
 
@@ -77,143 +82,123 @@ def _codes(bld, kind: int, bp) -> ir.Value:
     return codes
 
 
-def _group_codegen(kind: int, nblk: int):
-    """Codegen of ``float32 sum over blocks b0..b0+nblk-1`` for weight type ``kind`` (see the module docs)."""
-    assert nblk in (1, 8)
-    bs = LAYOUTS[GGMLType(kind)].type_size
+def _group_codegen(kind: int, nblk: int, one: bool):
+    """Codegen of the products of blocks b0..b0+nblk-1 of a weight row (see the module docs).
 
-    def codegen(context, bld, signature, args):
-        row, o, qs, d, aux, b0 = args
-        rp = S.array_ptr(context, bld, signature.args[0], row, o)
-        yp = S.array_ptr(context, bld, signature.args[2], qs, bld.mul(b0, ir.Constant(b0.type, QK8)))
-        dp = S.array_ptr(context, bld, signature.args[3], d, b0)
-        ap = S.array_ptr(context, bld, signature.args[4], aux, b0)
-        vf = ir.VectorType(S.F32, nblk)
-        dw = _gather_f16(bld, rp, [bs * k for k in range(nblk)])
-        scale = bld.fmul(dw, S.load(bld, dp, vf))  # d_b * dy_b
-        ones = S.const(1, S.V16I16)
+    ``one``: a single token, ``acc + sum`` returned (args row, o, qs, d, aux int8/float32/... (n_in/...,),
+    b0, acc float32); else every token t of the batch, ``acc[t] += sum`` (qs (n_tok, n_in), d and aux
+    (n_tok, nb), acc (n_tok,)). The weight blocks are unpacked (codes, fp16 scales) once, before the loop over
+    the tokens; each token then costs its ``vpmaddubsw``/``vpmaddwd`` products, one reduction and a few float
+    operations, all with :data:`.simd.STRICT` flags and the same code in both forms, so a token's bits do not
+    depend on the batch it is in.
+    """
+    assert nblk in (1, GROUP)
+    bs = LAYOUTS[GGMLType(kind)].type_size
+    i64 = ir.IntType(64)
+    vf = ir.VectorType(S.F32, nblk)
+
+    def token_sum(bld, unpacked, yp, dp, ap) -> ir.Value:
+        """float32 sum over the blocks for the token whose codes, scales and side values are at yp, dp, ap."""
+        dw, mw, ws, codes = unpacked
         sums = []  # i32 (8,) partial sums of each block's products
         for k in range(nblk):
-            bp = S.byte_ptr(bld, rp, bs * k)
             y = S.load(bld, S.byte_ptr(bld, yp, QK8 * k), S.V32I8)
-            if kind == Q8_0:
-                w = S.load(bld, S.byte_ptr(bld, bp, 2), S.V32I8)
-                absw = S.call_intrinsic(bld, "llvm.x86.avx2.psign.b", S.V32I8, [w, w])
-                p = S.maddubs(bld, absw, S.call_intrinsic(bld, "llvm.x86.avx2.psign.b", S.V32I8, [y, w]))
-            else:
-                p = S.maddubs(bld, _codes(bld, kind, bp), y)
-            sums.append(S.maddwd(bld, p, ones))
+            if kind == Q8_0:  # the weight's sign moved onto the activation
+                y = S.call_intrinsic(bld, "llvm.x86.avx2.psign.b", S.V32I8, [y, ws[k]])
+            sums.append(S.maddwd(bld, S.maddubs(bld, codes[k], y), S.const(1, S.V16I16)))
         if nblk == 1:
-            one = ir.Constant(ir.VectorType(S.I32, 1), None)
-            isum = bld.insert_element(one, S.hsum(bld, sums[0]), S.const(0))
-        else:  # nblk == 8: per-block totals in one vector
+            isum = bld.insert_element(ir.Constant(ir.VectorType(S.I32, 1), None), S.hsum(bld, sums[0]), S.const(0))
+        else:  # nblk == GROUP: per-block totals in one vector
             isum = S.hsum8(bld, sums)
         if kind in _OFFSET:  # P_b - off * sum_i y_i
             ysum = bld.sext(S.load(bld, ap, ir.VectorType(S.I16, nblk)), isum.type)
             isum = bld.sub(isum, bld.mul(ysum, ir.Constant(isum.type, [_OFFSET[kind]] * nblk)))
-        lanes = bld.fmul(bld.sitofp(isum, vf), scale)
-        if kind in (Q4_1, Q5_1):  # + m_b s_b
-            mw = _gather_f16(bld, rp, [bs * k + 2 for k in range(nblk)])
-            lanes = S.call_intrinsic(bld, f"llvm.fmuladd.v{nblk}f32", vf, [mw, S.load(bld, ap, vf), lanes])
-        total = _fsum(bld, lanes)
-        return total
+        scale = bld.fmul(dw, S.load(bld, dp, vf), flags=S.STRICT)  # d_b * dy_b
+        lanes = bld.fmul(bld.sitofp(isum, vf), scale, flags=S.STRICT)
+        if mw is not None:  # + m_b s_b
+            lanes = bld.fadd(bld.fmul(mw, S.load(bld, ap, vf), flags=S.STRICT), lanes, flags=S.STRICT)
+        return _fsum(bld, lanes)
+
+    def codegen(context, bld, signature, args):
+        row, o, qs, d, aux, b0, acc = args
+        a_row, _, a_qs, a_d, a_aux, _, a_acc = signature.args
+        rp = S.array_ptr(context, bld, a_row, row, o)
+        b0 = bld.sext(b0, i64) if b0.type != i64 else b0
+        dw = _gather_f16(bld, rp, [bs * k for k in range(nblk)])
+        mw = _gather_f16(bld, rp, [bs * k + 2 for k in range(nblk)]) if kind in (Q4_1, Q5_1) else None
+        blocks = [S.byte_ptr(bld, rp, bs * k) for k in range(nblk)]
+        if kind == Q8_0:
+            ws = [S.load(bld, S.byte_ptr(bld, bp, 2), S.V32I8) for bp in blocks]
+            codes = [S.call_intrinsic(bld, "llvm.x86.avx2.psign.b", S.V32I8, [w, w]) for w in ws]  # |w|
+        else:
+            ws, codes = None, [_codes(bld, kind, bp) for bp in blocks]
+        unpacked = dw, mw, ws, codes
+        if one:
+            yp = S.array_ptr(context, bld, a_qs, qs, bld.mul(b0, ir.Constant(i64, QK8)))
+            dp, ap = S.array_ptr(context, bld, a_d, d, b0), S.array_ptr(context, bld, a_aux, aux, b0)
+            return bld.fadd(acc, token_sum(bld, unpacked, yp, dp, ap), flags=S.STRICT)
+        n_tok = cgutils.unpack_tuple(bld, context.make_array(a_d)(context, bld, d).shape)[0]
+        with cgutils.for_range(bld, n_tok) as loop:
+            t = loop.index
+            yp = S.item_ptr(context, bld, a_qs, qs, [t, bld.mul(b0, ir.Constant(i64, QK8))])
+            dp, ap = S.item_ptr(context, bld, a_d, d, [t, b0]), S.item_ptr(context, bld, a_aux, aux, [t, b0])
+            accp = S.item_ptr(context, bld, a_acc, acc, [t])
+            bld.store(bld.fadd(bld.load(accp), token_sum(bld, unpacked, yp, dp, ap), flags=S.STRICT), accp)
+        return context.get_dummy_value()
 
     return codegen
 
 
-def _make_group(kind: int, nblk: int):
-    def group(typingctx, row, o, qs, d, aux, b0):
-        return types.float32(row, o, qs, d, aux, b0), _group_codegen(kind, nblk)
+def _make_group(kind: int, nblk: int, one: bool):
+    def group(typingctx, row, o, qs, d, aux, b0, acc):
+        ret = types.float32 if one else types.void
+        return ret(row, o, qs, d, aux, b0, acc), _group_codegen(kind, nblk, one)
 
-    group.__name__ = f"_group_{kind}_{nblk}"
+    group.__name__ = f"_group_{kind}_{nblk}{'_one' if one else ''}"
     return intrinsic(group)
 
 
-_g4_0, _b4_0 = _make_group(Q4_0, GROUP), _make_group(Q4_0, 1)
-_g4_1, _b4_1 = _make_group(Q4_1, GROUP), _make_group(Q4_1, 1)
-_g5_0, _b5_0 = _make_group(Q5_0, GROUP), _make_group(Q5_0, 1)
-_g5_1, _b5_1 = _make_group(Q5_1, GROUP), _make_group(Q5_1, 1)
-_g8_0, _b8_0 = _make_group(Q8_0, GROUP), _make_group(Q8_0, 1)
-
-# Row kernels, one per type (a type flag tested inside the block loop costs 10-20%, see int_dot): acc[t] =
-# dot(dequant(row), y_t) for every token t; qs int8 (n_tok, n_in), d float32 (n_tok, nb), aux int16 sums
-# (Q80) or float32 s (Q81) (n_tok, nb), acc float32 (n_tok,). Each group of weight blocks is read once for
-# all tokens.
+# Row kernels, one per type, each compiled under a name of its own (:mod:`.specialise`): a type flag tested
+# inside the block loop costs 10-20% (see int_dot). acc[t] = dot(dequant(row), y_t) for every token t; qs
+# int8 (n_tok, n_in), d float32 (n_tok, nb), aux int16 sums (Q80) or float32 s (Q81) (n_tok, nb), acc float32
+# (n_tok,). A batch reads each group of weight blocks once and unpacks it once for all its tokens; one token
+# takes the single-token intrinsics (a scalar accumulator, no loop over tokens).
 
 
-@numba.njit(cache=True, fastmath=True)
-def _row_q4_0(row, qs, d, aux, acc):
-    acc[:] = 0
-    nb = d.shape[1]
-    for g in range(nb // GROUP):
-        o = g * GROUP * 18
-        for k in range((GROUP * 18 + 63) // 64):
-            _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
-        for t in range(d.shape[0]):
-            acc[t] += _g4_0(row, o, qs[t], d[t], aux[t], g * GROUP)
-    for b in range(nb - nb % GROUP, nb):
-        for t in range(d.shape[0]):
-            acc[t] += _b4_0(row, b * 18, qs[t], d[t], aux[t], b)
+def _make_row(kind: int):
+    """The row kernel of weight type ``kind`` (see above)."""
+    bs = LAYOUTS[GGMLType(kind)].type_size
+    lines = (GROUP * bs + 63) // 64  # cache lines of a group, prefetched PREFETCH_AHEAD bytes ahead
+    group, block = _make_group(kind, GROUP, False), _make_group(kind, 1, False)
+    group_one, block_one = _make_group(kind, GROUP, True), _make_group(kind, 1, True)
+
+    def row_kernel(row, qs, d, aux, acc):
+        n_tok, nb = d.shape
+        if n_tok == 1:
+            q0, d0, a0 = qs[0], d[0], aux[0]
+            s = np.float32(0)
+            for g in range(nb // GROUP):
+                o = g * GROUP * bs
+                for k in range(lines):
+                    _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
+                s = group_one(row, o, q0, d0, a0, g * GROUP, s)
+            for b in range(nb - nb % GROUP, nb):
+                s = block_one(row, b * bs, q0, d0, a0, b, s)
+            acc[0] = s
+            return
+        acc[:] = 0
+        for g in range(nb // GROUP):
+            o = g * GROUP * bs
+            for k in range(lines):
+                _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
+            group(row, o, qs, d, aux, g * GROUP, acc)
+        for b in range(nb - nb % GROUP, nb):
+            block(row, b * bs, qs, d, aux, b, acc)
+
+    return jit_specialised(row_kernel, GGMLType(kind).name.lower(), fastmath=True)
 
 
-@numba.njit(cache=True, fastmath=True)
-def _row_q4_1(row, qs, d, aux, acc):
-    acc[:] = 0
-    nb = d.shape[1]
-    for g in range(nb // GROUP):
-        o = g * GROUP * 20
-        for k in range((GROUP * 20 + 63) // 64):
-            _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
-        for t in range(d.shape[0]):
-            acc[t] += _g4_1(row, o, qs[t], d[t], aux[t], g * GROUP)
-    for b in range(nb - nb % GROUP, nb):
-        for t in range(d.shape[0]):
-            acc[t] += _b4_1(row, b * 20, qs[t], d[t], aux[t], b)
-
-
-@numba.njit(cache=True, fastmath=True)
-def _row_q5_0(row, qs, d, aux, acc):
-    acc[:] = 0
-    nb = d.shape[1]
-    for g in range(nb // GROUP):
-        o = g * GROUP * 22
-        for k in range((GROUP * 22 + 63) // 64):
-            _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
-        for t in range(d.shape[0]):
-            acc[t] += _g5_0(row, o, qs[t], d[t], aux[t], g * GROUP)
-    for b in range(nb - nb % GROUP, nb):
-        for t in range(d.shape[0]):
-            acc[t] += _b5_0(row, b * 22, qs[t], d[t], aux[t], b)
-
-
-@numba.njit(cache=True, fastmath=True)
-def _row_q5_1(row, qs, d, aux, acc):
-    acc[:] = 0
-    nb = d.shape[1]
-    for g in range(nb // GROUP):
-        o = g * GROUP * 24
-        for k in range((GROUP * 24 + 63) // 64):
-            _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
-        for t in range(d.shape[0]):
-            acc[t] += _g5_1(row, o, qs[t], d[t], aux[t], g * GROUP)
-    for b in range(nb - nb % GROUP, nb):
-        for t in range(d.shape[0]):
-            acc[t] += _b5_1(row, b * 24, qs[t], d[t], aux[t], b)
-
-
-@numba.njit(cache=True, fastmath=True)
-def _row_q8_0(row, qs, d, aux, acc):
-    acc[:] = 0
-    nb = d.shape[1]
-    for g in range(nb // GROUP):
-        o = g * GROUP * 34
-        for k in range((GROUP * 34 + 63) // 64):
-            _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
-        for t in range(d.shape[0]):
-            acc[t] += _g8_0(row, o, qs[t], d[t], aux[t], g * GROUP)
-    for b in range(nb - nb % GROUP, nb):
-        for t in range(d.shape[0]):
-            acc[t] += _b8_0(row, b * 34, qs[t], d[t], aux[t], b)
+_row_q4_0, _row_q4_1, _row_q5_0, _row_q5_1, _row_q8_0 = (_make_row(t) for t in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0))
 
 
 @numba.njit(inline="always")  # see int_dot._rows

@@ -37,7 +37,6 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..ggml_types import GGMLType
@@ -59,14 +58,9 @@ KQ_BLOCK = 576
 # --- the micro-kernels (LLVM IR) ---
 
 
-def _item_ptr(context, bld, aty, ary, inds) -> ir.Value:
-    """Pointer to ``ary[inds]`` of a numba array argument (no bounds check)."""
-    return cgutils.get_item_pointer(context, bld, aty, context.make_array(aty)(context, bld, ary), inds)
-
-
 def _indices(context, bld, aty, ary, n: int) -> list:
     """The n int64 values of a small int64 array argument (tile rows or tokens of a micro-kernel call)."""
-    return [bld.load(_item_ptr(context, bld, aty, ary, [ir.Constant(ir.IntType(64), j)])) for j in range(n)]
+    return [bld.load(S.item_ptr(context, bld, aty, ary, [ir.Constant(ir.IntType(64), j)])) for j in range(n)]
 
 
 def _splat_pairs(bld, values: list, per: int) -> ir.Value:
@@ -86,11 +80,11 @@ def _kq_codegen(has_min: bool):
         i64 = ir.IntType(64)
         b64 = bld.sext(b, i64) if b.type != i64 else b
         wo = bld.mul(b64, ir.Constant(i64, KQ_BLOCK))
-        wp = [_item_ptr(context, bld, a_tile, tile, [i, wo]) for i in _indices(context, bld, a_rows, rows, ROWS)]
+        wp = [S.item_ptr(context, bld, a_tile, tile, [i, wo]) for i in _indices(context, bld, a_rows, rows, ROWS)]
         toks = _indices(context, bld, a_toks, toks, TOKENS)
-        yp = [_item_ptr(context, bld, a_qs, qs, [t, bld.mul(b64, ir.Constant(i64, 256))]) for t in toks]
-        bp = [_item_ptr(context, bld, a_bs, bsums, [t, bld.mul(b64, ir.Constant(i64, 16))]) for t in toks]
-        dys = [S.load(bld, _item_ptr(context, bld, a_dy, dy, [t, b64]), S.F32) for t in toks]
+        yp = [S.item_ptr(context, bld, a_qs, qs, [t, bld.mul(b64, ir.Constant(i64, 256))]) for t in toks]
+        bp = [S.item_ptr(context, bld, a_bs, bsums, [t, bld.mul(b64, ir.Constant(i64, 16))]) for t in toks]
+        dys = [S.load(bld, S.item_ptr(context, bld, a_dy, dy, [t, b64]), S.F32) for t in toks]
         accs = [None] * 8  # i32 (8,) per pair p = TOKENS*r + t
         for k in range(8):  # 32-code chunks
             w = [S.load(bld, S.byte_ptr(bld, p, 32 * k), S.V32I8) for p in wp]
@@ -113,7 +107,7 @@ def _kq_codegen(has_min: bool):
             f = D.kq_value(bld, dv, S.hsum8(bld, [bld.add(a, c) for a, c in zip(accs, corr, strict=True)]))
         # acc += d_y * f as the row kernels' numba code writes it (numba's fastmath flags: one FMA)
         v8f = ir.VectorType(S.F32, 8)
-        accp = bld.bitcast(_item_ptr(context, bld, a_acc, acc, [ir.Constant(i64, 0)]), v8f.as_pointer())
+        accp = bld.bitcast(S.item_ptr(context, bld, a_acc, acc, [ir.Constant(i64, 0)]), v8f.as_pointer())
         dyv = _splat_pairs(bld, dys * ROWS, 1)
         bld.store(bld.fadd(bld.load(accp, align=4), bld.fmul(dyv, f)), accp, align=4)
         return context.get_dummy_value()
@@ -142,25 +136,8 @@ def _kq_unpack_codegen(kind: int):
         row, o, dst, base = args
         rp = S.array_ptr(context, bld, sig.args[0], row, o)
         dp = S.array_ptr(context, bld, sig.args[2], dst, base)
-        f16 = lambda at: S.load_f16(bld, S.byte_ptr(bld, rp, at))  # noqa: E731
-        zero = ir.Constant(S.F32, 0.0)
-        if kind in (Q4_K, Q5_K):
-            codes = D.k4_codes(bld, rp, 16, None) if kind == Q4_K else D.k4_codes(bld, rp, 48, 16)
-            sm = D.k4_scales_mins(bld, rp)  # i16 (16,): scales 0..7, mins 0..7
-            chunk_scales = [S.pick(bld, sm, [k] * 16) for k in range(8)]
-            coef = S.pick(bld, sm, [8 + g // 2 for g in range(16)])
-            d, dmin = f16(0), f16(2)
-        else:
-            if kind == Q2_K:
-                codes, (sc, coef) = D.low2_chunks(bld, rp, 16), D.q2_scales_mins(bld, rp)
-                d, dmin = f16(80), f16(82)
-            elif kind == Q3_K:
-                codes, sc = D.q3_codes(bld, rp), D.q3_scales(bld, rp)
-                coef, d, dmin = bld.mul(sc, S.const(-4, S.V16I16)), f16(108), zero
-            else:  # Q6_K
-                codes, sc = D.q6_codes(bld, rp), D.q6_scales(bld, rp)
-                coef, d, dmin = bld.mul(sc, S.const(-32, S.V16I16)), f16(208), zero
-            chunk_scales = [S.pick(bld, sc, [2 * k] * 8 + [2 * k + 1] * 8) for k in range(8)]
+        codes, chunk_scales, coef, d, dmin = D.unpack_block(bld, kind, rp)
+        dmin = ir.Constant(S.F32, 0.0) if dmin is None else dmin
         for k in range(8):
             bld.store(codes[k], bld.bitcast(S.byte_ptr(bld, dp, 32 * k), S.V32I8.as_pointer()), align=1)
             bld.store(chunk_scales[k], bld.bitcast(S.byte_ptr(bld, dp, 256 + 32 * k), S.V16I16.as_pointer()),

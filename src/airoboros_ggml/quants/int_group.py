@@ -34,11 +34,12 @@ from .specialise import jit_specialised
 MAX_GROUP = 3
 """Matrices per group (Q, K, V)."""
 
-GEMM_MIN_TOKENS = 4
+GEMM_MIN_TOKENS = 6
 """From this many tokens, K-quant groups multiply through the tiled kernel of :mod:`.int_gemm` (bit-identical
-per token to the row kernels, so the switch changes no result). Measured, 11008x4096 on 2 AVX2 cores, row
-kernels / tiled (ms): Q4_K 2 tokens 2.9/2.8, 4: 4.1/3.8, 8: 8.5/5.6, 16: 17.6/9.8, 32: 40.6/15.9; Q6_K
-2: 2.5/3.5, 4: 5.1/4.5, 8: 10.3/6.1, 32: 38.8/16.3."""
+per token to the row kernels, so the switch changes no result). Measured on the 2-core AVX2 box, row kernels
+(each block unpacked once for all tokens) / tiled, us, 2 runs: Q4_K 11008x4096 4 tokens 3709, 3529 / 3738,
+3867; 8: 6765, 6725 / 5694, 5606; Q6_K 4096x11008 4: 3404, 3807 / 4509, 4530; 8: 7273, 6685 / 6222, 6372;
+Q4_K 4096x4096 4: 1111-1445 / 1625-1835."""
 
 _AUX = {  # activation type -> (elements per side value, dtype of the side array)
     GGMLType.Q8_K: (16, np.int16),  # bsums: sum of each 16 codes

@@ -57,6 +57,12 @@ def array_ptr(context, builder, array_type, array, offset) -> ir.Value:
     return builder.gep(ary.data, [offset])
 
 
+def item_ptr(context, builder, array_type, array, indices: list) -> ir.Value:
+    """Pointer to ``array[indices]`` of a numba array argument (intp index values; no bounds check)."""
+    ary = context.make_array(array_type)(context, builder, array)
+    return cgutils.get_item_pointer(context, builder, array_type, ary, indices)
+
+
 def byte_ptr(builder, ptr, offset: int) -> ir.Value:
     """``ptr + offset`` elements (constant offset)."""
     return builder.gep(ptr, [const(offset)])
