@@ -78,7 +78,7 @@ def test_a_token_gives_the_same_bits_in_any_batch(t: GGMLType) -> None:
 @needs_avx2
 def test_a_group_gives_the_same_bits_tiled_and_by_rows() -> None:
     """A Q/K/V-like group (mixed K-quant types, RMSNorm folded in, a residual): a 7-token batch through the
-    tiled kernel equals its tokens computed through the row kernels (batches of 1, 2 and 3)."""
+    tiled kernel equals its tokens computed through the row kernels (batches of 1, 4 and 2)."""
     rng = np.random.default_rng(7)
     n_in, n_outs = 512, (40, 24, 24)
     kinds = (GGMLType.Q4_K, GGMLType.Q6_K, GGMLType.Q5_K)
@@ -96,7 +96,7 @@ def test_a_group_gives_the_same_bits_tiled_and_by_rows() -> None:
         return [residual, *outs]
 
     whole = run(slice(0, 7))
-    parts = [run(slice(a, b)) for a, b in ((0, 1), (1, 3), (3, 6), (6, 7))]
+    parts = [run(slice(a, b)) for a, b in ((0, 1), (1, 5), (5, 7))]
     for i, got in enumerate(whole):
         assert np.array_equal(got, np.concatenate([p[i] for p in parts])), i
 

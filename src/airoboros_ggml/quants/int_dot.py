@@ -297,14 +297,21 @@ def unpack_block(bld, kind: int, rp) -> tuple:
     return codes, [S.pick(bld, sc, [2 * k] * 8 + [2 * k + 1] * 8) for k in range(8)], coef, d, dmin
 
 
+QUAD = 4
+"""Tokens whose reductions and float operations the batch row kernels do together (one ``vphaddd`` tree)."""
+
+
 def _tokens_codegen(kind: int):
     """Codegen: ``acc[t] += dy[t, b] * value`` of the block at row[o] for every token t of the batch.
 
-    The block is unpacked once (:func:`unpack_block`), then each token costs its products, two reductions
-    and the float operations of :func:`kq_value` plus one FMA, as the one-token kernels compute them (the same
-    integers, the same float operations in the same order: the same bits).
+    The block is unpacked once (:func:`unpack_block`); then each token costs its products, and every
+    :data:`QUAD` tokens share one ``vphaddd`` tree for their block totals and one vector of float operations
+    (tokens left over take two horizontal sums and scalar float operations each). Either way a token's value
+    is :func:`kq_value` of the same integers and its accumulation one FMA, as the one-token kernels compute
+    it: the same bits.
     """
     i64 = ir.IntType(64)
+    v4f = ir.VectorType(S.F32, QUAD)
 
     def codegen(context, bld, sig, args):
         row, o, qs, d, bsums, b, acc = args
@@ -312,9 +319,9 @@ def _tokens_codegen(kind: int):
         rp = S.array_ptr(context, bld, a_row, row, o)
         b = bld.sext(b, i64) if b.type != i64 else b
         codes, chunk_scales, coef, dw, dmin = unpack_block(bld, kind, rp)
-        n_tok = cgutils.unpack_tuple(bld, context.make_array(a_d)(context, bld, d).shape)[0]
-        with cgutils.for_range(bld, n_tok) as loop:
-            t = loop.index
+
+        def token_sums(t):
+            """i32 (8,) partial sums of the token's products, i32 (8,) of its bsums times coef, dy, acc[t] pointer."""
             yp = S.item_ptr(context, bld, a_qs, qs, [t, bld.mul(b, ir.Constant(i64, QK_K))])
             bp = S.item_ptr(context, bld, a_bs, bsums, [t, bld.mul(b, ir.Constant(i64, 16))])
             dot = None
@@ -322,14 +329,35 @@ def _tokens_codegen(kind: int):
                 y = S.load(bld, S.byte_ptr(bld, yp, 32 * k), S.V32I8)
                 v = S.maddwd(bld, S.maddubs(bld, codes[k], y), chunk_scales[k])
                 dot = v if dot is None else bld.add(dot, v)
-            corr = S.hsum(bld, S.maddwd(bld, S.load(bld, bp, S.V16I16), coef))
-            if dmin is None:
-                value = kq_value(bld, dw, bld.add(S.hsum(bld, dot), corr))
-            else:
-                value = kq_value(bld, dw, S.hsum(bld, dot), dmin, corr)
+            corr = S.maddwd(bld, S.load(bld, bp, S.V16I16), coef)
             dy = S.load(bld, S.item_ptr(context, bld, a_d, d, [t, b]), S.F32)
-            accp = S.item_ptr(context, bld, a_acc, acc, [t])
-            # acc += dy * value as the one-token kernels' numba code writes it (fastmath: one FMA)
+            return dot, corr, dy, S.item_ptr(context, bld, a_acc, acc, [t])
+
+        n_tok = cgutils.unpack_tuple(bld, context.make_array(a_d)(context, bld, d).shape)[0]
+        n_quads = bld.udiv(n_tok, ir.Constant(n_tok.type, QUAD))
+        with cgutils.for_range(bld, n_quads) as loop:
+            t0 = bld.mul(loop.index, ir.Constant(i64, QUAD))
+            sums = [token_sums(bld.add(t0, ir.Constant(i64, j))) for j in range(QUAD)]
+            if dmin is None:  # lanes 0..3: isum of each token
+                tot = S.hsum4(bld, [bld.add(dot, corr) for dot, corr, _, _ in sums])
+                value = kq_value(bld, S.splat(bld, dw, QUAD), tot)
+            else:  # lanes 0..3: isum, 4..7: msum of each token
+                tot = S.hsum8(bld, [s[0] for s in sums] + [s[1] for s in sums])
+                value = kq_value(bld, S.splat(bld, dw, QUAD), S.pick(bld, tot, [0, 1, 2, 3]),
+                                 S.splat(bld, dmin, QUAD), S.pick(bld, tot, [4, 5, 6, 7]))
+            dy = ir.Constant(v4f, ir.Undefined)
+            for j, (_, _, dyj, _) in enumerate(sums):
+                dy = bld.insert_element(dy, dyj, S.const(j))
+            accp = bld.bitcast(sums[0][3], v4f.as_pointer())
+            # acc += dy * value as the one-token kernels' numba code writes it (fastmath: one FMA per lane)
+            bld.store(bld.fadd(bld.load(accp, align=4), bld.fmul(dy, value)), accp, align=4)
+        rest = bld.mul(n_quads, ir.Constant(n_tok.type, QUAD))
+        with cgutils.for_range_slice(bld, rest, n_tok, ir.Constant(n_tok.type, 1)) as (t, _):
+            dot, corr, dy, accp = token_sums(t)
+            if dmin is None:
+                value = kq_value(bld, dw, bld.add(S.hsum(bld, dot), S.hsum(bld, corr)))
+            else:
+                value = kq_value(bld, dw, S.hsum(bld, dot), dmin, S.hsum(bld, corr))
             bld.store(bld.fadd(bld.load(accp), bld.fmul(dy, value)), accp)
         return context.get_dummy_value()
 
@@ -344,70 +372,38 @@ def _make_tokens(kind: int):
     return intrinsic(tokens)
 
 
+_BLOCK_BYTES = {Q2_K: 84, Q3_K: 110, Q4_K: 144, Q5_K: 176, Q6_K: 210}
+_ONE_BLOCK = {Q2_K: _q2_k_block, Q3_K: _q3_k_block, Q4_K: _q4_k_block, Q5_K: _q5_k_block, Q6_K: _q6_k_block}
+
 # Row kernels: one per type and per case (one token with a scalar accumulator, ~20% faster than the
-# batched form; or a batch of tokens, each weight block read once for all of them). A type flag tested
-# inside these loops, or a block function passed as an argument, cost 10-20% in measurements. Each block's
-# cache lines are prefetched PREFETCH_AHEAD bytes ahead, at most 64 bytes apart so that none is skipped.
+# batched form; or a batch of tokens, each weight block read and unpacked once for all of them), each
+# compiled under a name of its own (:mod:`.specialise`). A type flag tested inside these loops, or a block
+# function passed as an argument, cost 10-20% in measurements. Each block's cache lines are prefetched
+# PREFETCH_AHEAD bytes ahead, at most 64 bytes apart so that none is skipped.
 
 
-@numba.njit(cache=True, fastmath=True)
-def _row_q2_k(row, qs, d, bsums):
-    """One token: dot(dequant(row), y); qs int8 (n_in,), d float32 (nb,), bsums int16 (n_in/16,)."""
-    acc = np.float32(0)
-    for b in range(d.shape[0]):
-        o = b * 84
-        for k in range(2):
-            _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
-        acc += d[b] * _q2_k_block(row, o, qs, bsums, b)
-    return acc
+def _make_row_one(kind: int):
+    """The one-token row kernel of K-quant type ``kind``: ``(row, qs, d, bsums) -> dot(dequant(row), y)``.
+
+    qs int8 (n_in,), d float32 (nb,), bsums int16 (n_in/16,).
+    """
+    size = _BLOCK_BYTES[kind]
+    one = _ONE_BLOCK[kind]
+    lines = (size + 63) // 64
+
+    def row_one(row, qs, d, bsums):
+        acc = np.float32(0)
+        for b in range(d.shape[0]):
+            o = b * size
+            for k in range(lines):
+                _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
+            acc += d[b] * one(row, o, qs, bsums, b)
+        return acc
+
+    return jit_specialised(row_one, GGMLType(kind).name.lower(), fastmath=True)
 
 
-@numba.njit(cache=True, fastmath=True)
-def _row_q3_k(row, qs, d, bsums):
-    """One token: dot(dequant(row), y); qs int8 (n_in,), d float32 (nb,), bsums int16 (n_in/16,)."""
-    acc = np.float32(0)
-    for b in range(d.shape[0]):
-        o = b * 110
-        for k in range(2):
-            _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
-        acc += d[b] * _q3_k_block(row, o, qs, bsums, b)
-    return acc
-
-
-@numba.njit(cache=True, fastmath=True)
-def _row_q4_k(row, qs, d, bsums):
-    """One token: dot(dequant(row), y); qs int8 (n_in,), d float32 (nb,), bsums int16 (n_in/16,)."""
-    acc = np.float32(0)
-    for b in range(d.shape[0]):
-        o = b * 144
-        for k in range(3):
-            _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
-        acc += d[b] * _q4_k_block(row, o, qs, bsums, b)
-    return acc
-
-
-@numba.njit(cache=True, fastmath=True)
-def _row_q5_k(row, qs, d, bsums):
-    """One token: dot(dequant(row), y); qs int8 (n_in,), d float32 (nb,), bsums int16 (n_in/16,)."""
-    acc = np.float32(0)
-    for b in range(d.shape[0]):
-        o = b * 176
-        for k in range(3):
-            _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
-        acc += d[b] * _q5_k_block(row, o, qs, bsums, b)
-    return acc
-
-
-@numba.njit(cache=True, fastmath=True)
-def _row_q6_k(row, qs, d, bsums):
-    """One token: dot(dequant(row), y); qs int8 (n_in,), d float32 (nb,), bsums int16 (n_in/16,)."""
-    acc = np.float32(0)
-    for b in range(d.shape[0]):
-        o = b * 210
-        for k in range(4):
-            _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
-        acc += d[b] * _q6_k_block(row, o, qs, bsums, b)
-    return acc
+_row_q2_k, _row_q3_k, _row_q4_k, _row_q5_k, _row_q6_k = (_make_row_one(t) for t in (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K))
 
 
 def _make_row_batch(kind: int, block_bytes: int):
@@ -432,7 +428,7 @@ def _make_row_batch(kind: int, block_bytes: int):
 
 
 _row_q2_k_batch, _row_q3_k_batch, _row_q4_k_batch, _row_q5_k_batch, _row_q6_k_batch = (
-    _make_row_batch(t, n) for t, n in ((Q2_K, 84), (Q3_K, 110), (Q4_K, 144), (Q5_K, 176), (Q6_K, 210))
+    _make_row_batch(t, _BLOCK_BYTES[t]) for t in (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)
 )
 
 

@@ -104,6 +104,23 @@ def hsum(builder, v) -> ir.Value:
     return call_intrinsic(builder, "llvm.vector.reduce.add.v8i32", I32, [v])
 
 
+def splat(builder, scalar, n: int) -> ir.Value:
+    """Vector of ``n`` copies of ``scalar``."""
+    vec = builder.insert_element(ir.Constant(ir.VectorType(scalar.type, 1), ir.Undefined), scalar, const(0))
+    return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(I32, n), [0] * n))
+
+
+def hsum4(builder, vecs: list) -> ir.Value:
+    """i32 (4,) vector whose lane p is the sum of the lanes of ``vecs[p]`` (4 vectors i32 (8,)).
+
+    Three ``vphaddd`` leave, per 128-bit half, the sums of each vector's half; one add joins the halves.
+    """
+    a = call_intrinsic(builder, "llvm.x86.avx2.phadd.d", V8I32, vecs[:2])
+    b = call_intrinsic(builder, "llvm.x86.avx2.phadd.d", V8I32, vecs[2:])
+    h = call_intrinsic(builder, "llvm.x86.avx2.phadd.d", V8I32, [a, b])  # lanes: low halves 0-3, high halves 0-3
+    return builder.add(pick(builder, h, [0, 1, 2, 3]), pick(builder, h, [4, 5, 6, 7]))
+
+
 def hsum8(builder, vecs: list) -> ir.Value:
     """i32 (8,) vector whose lane p is the sum of the lanes of ``vecs[p]`` (8 vectors i32 (8,)).
 
