@@ -42,10 +42,11 @@ def test_rope_kernel_equals_numpy():
     np.testing.assert_array_equal(k, k_ref)
 
 
-def test_silu_mul_kernel_matches_numpy():
-    g = rng.standard_normal((2, 512), dtype=np.float32) * 6
+@pytest.mark.parametrize("n_tok", [1, 3])  # one row (serial kernel), several (rows in parallel)
+def test_silu_mul_kernel_matches_numpy(n_tok):
+    g = rng.standard_normal((n_tok, 512), dtype=np.float32) * 6
     g[0, :3] = [-200.0, 200.0, 0.0]  # exp overflow: silu -> -0
-    u = rng.standard_normal((2, 512), dtype=np.float32)
+    u = rng.standard_normal((n_tok, 512), dtype=np.float32)
     ref = silu_mul(g.copy(), u)
     silu_mul_into(g, u)
     np.testing.assert_allclose(g, ref, rtol=1e-6, atol=1e-30)

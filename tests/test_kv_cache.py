@@ -43,6 +43,23 @@ def test_update_then_views_read_back_what_was_written(kv_type):
     assert cache.batch(2, seq=1).spans[0].start == 3
 
 
+@pytest.mark.parametrize("kv_type", ["f16", "f32"])
+def test_a_batch_of_spans_stores_what_each_span_alone_stores(kv_type):
+    """One update of a 3-span batch (one kernel call) leaves the storage bit for bit as 3 single-span updates."""
+    rng = np.random.default_rng(5)
+    k, v = _kv(rng, 7)
+    k *= np.float32(1000)  # f16 overflow and rounding on the way
+    together, alone = KVCache(HP, 16, kv_type, n_seq=3), KVCache(HP, 16, kv_type, n_seq=3)
+    for cache in (together, alone):  # sequences at different lengths first
+        cache.advance(cache.plan([(0, 2), (2, 5)]), [1, 2, 1, 2, 3, 4, 5])
+    batch = together.plan([(2, 1), (0, 4), (1, 2)])
+    together.update(1, batch, k, v)
+    for span in batch.spans:
+        alone.update(1, alone.plan([(span.seq, span.n_tok)]), k[span.rows], v[span.rows])
+    for got, want in zip(together.raw_all(), alone.raw_all(), strict=True):
+        assert np.array_equal(got, want) and got[:, 1].any()
+
+
 def test_plan_refuses_overflow_and_repeated_or_unknown_sequences():
     cache = KVCache(HP, 8, n_seq=2)
     with pytest.raises(ValueError, match="do not fit"):

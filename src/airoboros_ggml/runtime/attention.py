@@ -30,12 +30,18 @@ def attend(q: np.ndarray, cache: KVCache, layer: int, batch: KVBatch) -> np.ndar
         return _attend_span(q, cache, layer, batch.spans[0])
     n_tok, n_head, hd = q.shape
     out = np.empty((n_tok, n_head * hd), dtype=np.float32)  # float32 (n_tok, n_head * hd)
+    n_kv = cache.k.shape[2]
+    if n_tok == len(batch.spans):  # a decode step: one token per sequence, row i in span i
+        seqs, starts, _, _ = batch.arrays
+        qg = np.ascontiguousarray(q).reshape(n_tok, n_kv, n_head // n_kv, hd)  # (n_tok, n_kv, group, hd)
+        att = out.reshape(qg.shape)  # float32 (n_tok, n_kv, group, hd), a view of out
+        attend_one_per_sequence(qg, *cache.raw_all(), layer, seqs, starts + 1, att)
+        return out
     decoding = [s for s in batch.spans if s.n_tok == 1]
     if len(decoding) > 1:  # one new token in each of several sequences: one parallel kernel call
         rows = np.array([s.row for s in decoding], dtype=np.int64)  # int64 (n_dec,)
         seqs = np.array([s.seq for s in decoding], dtype=np.int64)  # int64 (n_dec,)
         ends = np.array([s.end for s in decoding], dtype=np.int64)  # int64 (n_dec,)
-        n_kv = cache.k.shape[2]
         qg = np.ascontiguousarray(q[rows].reshape(len(rows), n_kv, n_head // n_kv, hd))  # (n_dec, n_kv, group, hd)
         att = np.empty_like(qg)  # float32 (n_dec, n_kv, group, hd)
         attend_one_per_sequence(qg, *cache.raw_all(), layer, seqs, ends, att)

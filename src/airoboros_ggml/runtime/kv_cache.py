@@ -108,11 +108,38 @@ class KVSpan:
         return self.start + self.n_tok
 
 
+@numba.njit(cache=True)
+def store_spans(keys, values, layer, seqs, starts, rows, counts, k, v):
+    """:func:`store_rows` of every span of a batch in one call.
+
+    keys/values: the whole cache (n_seq, n_layer, n_head_kv, n_ctx, hd), float32 or uint16 (f16 bits);
+    span i: counts[i] rows from batch row rows[i] at positions starts[i].. of sequence seqs[i] (int64 (n_spans,)
+    each); k, v float32 (n_tok, n_head_kv, hd).
+    """
+    n_layer, n_kv, n_ctx, hd = keys.shape[1], keys.shape[2], keys.shape[3], keys.shape[4]
+    for i in range(seqs.shape[0]):
+        base = (seqs[i] * n_layer + layer) * n_kv
+        for t in range(counts[i]):
+            r = rows[i] + t
+            for h in range(n_kv):
+                o = ((base + h) * n_ctx + starts[i] + t) * hd
+                for d in range(hd):
+                    _kv_put(keys, o + d, k[r, h, d])
+                    _kv_put(values, o + d, v[r, h, d])
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class KVBatch:
     """Where the tokens of one forward batch go: one span per sequence, spans in row order."""
 
     spans: tuple[KVSpan, ...]
+    arrays: tuple[np.ndarray, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    """int64 (n_spans,) each: the spans' sequences, start positions, first rows and token counts."""
+
+    def __post_init__(self) -> None:
+        fields = ([s.seq for s in self.spans], [s.start for s in self.spans], [s.row for s in self.spans],
+                  [s.n_tok for s in self.spans])
+        object.__setattr__(self, "arrays", tuple(np.array(f, dtype=np.int64) for f in fields))
 
     @property
     def n_tok(self) -> int:
@@ -214,6 +241,11 @@ class KVCache:
             k: float32 (n_tok, n_head_kv, head_dim) keys after RoPE, rows as in the batch (C-contiguous).
             v: float32 (n_tok, n_head_kv, head_dim) values (C-contiguous).
         """
+        if len(batch.spans) > 1:
+            k = np.ascontiguousarray(k, dtype=np.float32)  # float32 (n_tok, n_head_kv, hd)
+            v = np.ascontiguousarray(v, dtype=np.float32)  # float32 (n_tok, n_head_kv, hd)
+            store_spans(*self.raw_all(), layer, *batch.arrays, k, v)
+            return
         for s in batch.spans:
             keys, values = self._raw[s.seq][layer]  # (n_head_kv, n_ctx, head_dim) as stored
             rows_k = np.ascontiguousarray(k[s.rows], dtype=np.float32)  # float32 (span, n_head_kv, hd)

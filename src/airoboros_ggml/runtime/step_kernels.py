@@ -38,10 +38,33 @@ def rope_qk_into(q, k, cos, sin):
     rope_into(k, cos, sin)
 
 
-@numba.njit(cache=True)
-def silu_mul_into(g, u):
-    """``g = silu(g) * u`` in place: g, u float32 (n_tok, n_ff) (reference: :func:`.forward.silu_mul`)."""
+@numba.njit(cache=True, inline="always")
+def _silu_mul_row(g, u):
+    """``g = silu(g) * u`` of one row: g, u float32 (n_ff,)."""
     one = np.float32(1)
+    for i in range(g.shape[0]):
+        g[i] = g[i] / (one + np.exp(-g[i])) * u[i]
+
+
+@numba.njit(cache=True)
+def _silu_mul_serial(g, u):
     for t in range(g.shape[0]):
-        for i in range(g.shape[1]):
-            g[t, i] = g[t, i] / (one + np.exp(-g[t, i])) * u[t, i]
+        _silu_mul_row(g[t], u[t])
+
+
+@numba.njit(cache=True, parallel=True)
+def _silu_mul_parallel(g, u):
+    for t in numba.prange(g.shape[0]):
+        _silu_mul_row(g[t], u[t])
+
+
+def silu_mul_into(g: np.ndarray, u: np.ndarray) -> None:
+    """``g = silu(g) * u`` in place: g, u float32 (n_tok, n_ff) (reference: :func:`.forward.silu_mul`).
+
+    Rows in parallel when there are several (a decode step of several sequences: 8 x 1536 SiLUs took 52 us
+    on one core).
+    """
+    if g.shape[0] > 1:
+        _silu_mul_parallel(g, u)
+    else:
+        _silu_mul_serial(g, u)

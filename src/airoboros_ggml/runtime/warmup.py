@@ -279,9 +279,9 @@ def dispatcher_signatures(prefix: str = "airoboros_ggml") -> dict[str, int]:
 
 def cache_dir() -> str | None:
     """Where numba keeps this package's compiled kernels (``NUMBA_CACHE_DIR``, or ``__pycache__`` by the sources)."""
-    from .step_kernels import silu_mul_into
+    from .step_kernels import rope_into
 
-    cache = getattr(silu_mul_into, "_cache", None)
+    cache = getattr(rope_into, "_cache", None)
     return getattr(cache, "_cache_path", None)
 
 
