@@ -23,7 +23,9 @@ measured by ``benchmarks/llama_batched.py`` in a subprocess (llama-batched-bench
 low-level API: one batch with every prompt, then one batch per step with one token per sequence). Its ``e2e``
 counts prompt processing as ours does; its ``S_TG`` is llama-batched-bench's generation speed.
 
-Medians of ``--runs`` runs; the load average is printed because the machine may be shared. ``--write`` stores
+Medians of ``--runs`` rounds, each measuring ours at every count and then llama.cpp's (a fresh subprocess per
+round), so that this shared box's drift (10-20% over minutes) hits both alike; the load average is printed
+because the machine may be shared. ``--write`` stores
 the table in benchmarks/results/parallel.md (otherwise it is only printed).
 """
 
@@ -70,14 +72,16 @@ def wall(model: ag.Model, batch: list[list[int]], gen: int, banned: dict[int, fl
     return seconds
 
 
-def ours(model: ag.Model, n: int, prompt: int, gen: int, runs: int) -> dict[str, float]:
-    """Median e2e and tg tok/s of n concurrent requests on ``model``."""
+def ours_round(model: ag.Model, n: int, prompt: int, gen: int) -> tuple[float, float]:
+    """Wall seconds of n concurrent requests generating ``gen`` tokens, then 1 token, on ``model``."""
     banned = {t: float("-inf") for t in eog_ids(model)}
     batch = prompts(model, n, prompt)
-    full, one = [], []
-    for _ in range(runs):  # interleaved, so that a load change hits both
-        full.append(wall(model, batch, gen, banned))
-        one.append(wall(model, batch, 1, banned))
+    return wall(model, batch, gen, banned), wall(model, batch, 1, banned)
+
+
+def rates(walls: list[tuple[float, float]], n: int, gen: int) -> dict[str, float]:
+    """Median e2e and tg tok/s of n requests from their rounds' (gen tokens, 1 token) wall seconds."""
+    full, one = [w[0] for w in walls], [w[1] for w in walls]
     e2e = statistics.median(n * gen / s for s in full)
     tg = n * (gen - 1) / max(statistics.median(full) - statistics.median(one), 1e-9) if gen > 1 else float("nan")
     return {"e2e": e2e, "tg": tg}
@@ -96,9 +100,9 @@ def find_llama_python(choice: str | None) -> str | None:
 
 
 def llama_cpp(python: str, path: Path, counts: list[int], args: argparse.Namespace) -> dict[int, dict]:
-    """llama.cpp's rows by count (empty if it failed; the error is printed)."""
+    """llama.cpp's rows by count for one round (empty if it failed; the error is printed)."""
     cmd = [python, str(HERE / "llama_batched.py"), str(path), "--counts", ",".join(map(str, counts)),
-           "--prompt", str(args.prompt), "--gen", str(args.gen), "--runs", str(args.runs),
+           "--prompt", str(args.prompt), "--gen", str(args.gen), "--runs", "1",
            "--threads", str(args.threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -143,12 +147,20 @@ def main() -> None:
         args.threads = single.n_threads
         for m in (single, parallel):  # compile and warm up
             wall(m, prompts(m, 2 if m is parallel else 1, args.prompt), 4, {})
-        theirs = llama_cpp(python, path, counts, args) if python and path.suffix == ".gguf" else {}
-        base = ours(single, 1, args.prompt, args.gen, args.runs)
-        rows.append((name, "n_seq=1 (single path)", 1, base, theirs.get(1)))
+        # rounds: ours at every count, then llama.cpp's, so that the box's drift hits both alike
+        mine: dict[str, list[tuple[float, float]]] = {}
+        theirs_rounds: list[dict[int, dict]] = []
+        for _ in range(args.runs):
+            mine.setdefault("single", []).append(ours_round(single, 1, args.prompt, args.gen))
+            for n in counts:
+                mine.setdefault(str(n), []).append(ours_round(parallel, n, args.prompt, args.gen))
+            if python and path.suffix == ".gguf":
+                theirs_rounds.append(llama_cpp(python, path, counts, args))
+        theirs = {n: {key: statistics.median(r[n][key] for r in theirs_rounds) for key in ("e2e", "s_tg")}
+                  for n in counts if theirs_rounds and all(n in r for r in theirs_rounds)}
+        rows.append((name, "n_seq=1 (single path)", 1, rates(mine["single"], 1, args.gen), theirs.get(1)))
         for n in counts:
-            rows.append((name, f"n_seq={max(counts)}", n, ours(parallel, n, args.prompt, args.gen, args.runs),
-                         theirs.get(n)))
+            rows.append((name, f"n_seq={max(counts)}", n, rates(mine[str(n)], n, args.gen), theirs.get(n)))
         single.close()
         parallel.close()
     load_after = os.getloadavg()[0]
@@ -156,7 +168,8 @@ def main() -> None:
         "# Parallel sequences: aggregate generation throughput",
         "",
         f"prompt {args.prompt} tokens, {args.gen} generated per request (greedy, EOS banned), KV reuse off; "
-        f"medians of {args.runs} runs; {args.threads} threads; load average {load_before:.1f} -> "
+        f"medians of {args.runs} interleaved rounds (ours, then llama.cpp); {args.threads} threads; "
+        f"load average {load_before:.1f} -> "
         f"{load_after:.1f}. tok/s of generated tokens: e2e = prompt time included, tg = decoding steps only "
         "(llama.cpp: llama-batched-bench's S_TG)" + (f"; llama.cpp = llama-cpp-python via {python}" if python else ""),
         "",
