@@ -305,12 +305,13 @@ def _tokens_codegen(kind: int):
     """Codegen: ``acc[t] += dy[t, b] * value`` of the block at row[o] for every token t of the batch.
 
     The block is unpacked once (:func:`unpack_block`); then each token costs its products, and every
-    :data:`QUAD` tokens (then a pair of those left) share one ``vphaddd`` tree for their block totals and
-    one vector of float operations (a last token takes two horizontal sums and scalar float operations).
-    Either way a token's value is :func:`kq_value` of the same integers and its accumulation one FMA, as
-    the one-token kernels compute it: the same bits.
+    :data:`QUAD` tokens share one ``vphaddd`` tree for their block totals and one vector of float operations
+    (tokens left over take two horizontal sums and scalar float operations each). Either way a token's value
+    is :func:`kq_value` of the same integers and its accumulation one FMA, as the one-token kernels compute
+    it: the same bits.
     """
     i64 = ir.IntType(64)
+    v4f = ir.VectorType(S.F32, QUAD)
 
     def codegen(context, bld, sig, args):
         row, o, qs, d, bsums, b, acc = args
@@ -332,36 +333,25 @@ def _tokens_codegen(kind: int):
             dy = S.load(bld, S.item_ptr(context, bld, a_d, d, [t, b]), S.F32)
             return dot, corr, dy, S.item_ptr(context, bld, a_acc, acc, [t])
 
-        def together(t0, n: int):
-            """Tokens t0..t0+n-1 (n = 4 or 2), their totals and float operations as vectors of n lanes."""
-            sums = [token_sums(bld.add(t0, ir.Constant(i64, j))) for j in range(n)]
-            lanes = list(range(n))
-            if dmin is None:  # lanes 0..n-1: isum of each token
-                isums = [bld.add(dot, corr) for dot, corr, _, _ in sums]
-                tot = S.hsum4(bld, isums * (4 // n))
-                value = kq_value(bld, S.splat(bld, dw, n), S.pick(bld, tot, lanes))
-            else:  # lanes 0..n-1: isum, n..2n-1: msum of each token
-                vecs = [s[0] for s in sums] + [s[1] for s in sums]
-                tot = S.hsum8(bld, vecs) if n == 4 else S.hsum4(bld, vecs)
-                value = kq_value(bld, S.splat(bld, dw, n), S.pick(bld, tot, lanes),
-                                 S.splat(bld, dmin, n), S.pick(bld, tot, [n + j for j in lanes]))
-            vf = ir.VectorType(S.F32, n)
-            dy = ir.Constant(vf, ir.Undefined)
-            for j, (_, _, dyj, _) in enumerate(sums):
-                dy = bld.insert_element(dy, dyj, S.const(j))
-            accp = bld.bitcast(sums[0][3], vf.as_pointer())
-            # acc += dy * value as the one-token kernels' numba code writes it (fastmath: one FMA per lane)
-            bld.store(bld.fadd(bld.load(accp, align=4), bld.fmul(dy, value)), accp, align=4)
-
         n_tok = cgutils.unpack_tuple(bld, context.make_array(a_d)(context, bld, d).shape)[0]
         n_quads = bld.udiv(n_tok, ir.Constant(n_tok.type, QUAD))
         with cgutils.for_range(bld, n_quads) as loop:
-            together(bld.mul(loop.index, ir.Constant(i64, QUAD)), QUAD)
+            t0 = bld.mul(loop.index, ir.Constant(i64, QUAD))
+            sums = [token_sums(bld.add(t0, ir.Constant(i64, j))) for j in range(QUAD)]
+            if dmin is None:  # lanes 0..3: isum of each token
+                tot = S.hsum4(bld, [bld.add(dot, corr) for dot, corr, _, _ in sums])
+                value = kq_value(bld, S.splat(bld, dw, QUAD), tot)
+            else:  # lanes 0..3: isum, 4..7: msum of each token
+                tot = S.hsum8(bld, [s[0] for s in sums] + [s[1] for s in sums])
+                value = kq_value(bld, S.splat(bld, dw, QUAD), S.pick(bld, tot, [0, 1, 2, 3]),
+                                 S.splat(bld, dmin, QUAD), S.pick(bld, tot, [4, 5, 6, 7]))
+            dy = ir.Constant(v4f, ir.Undefined)
+            for j, (_, _, dyj, _) in enumerate(sums):
+                dy = bld.insert_element(dy, dyj, S.const(j))
+            accp = bld.bitcast(sums[0][3], v4f.as_pointer())
+            # acc += dy * value as the one-token kernels' numba code writes it (fastmath: one FMA per lane)
+            bld.store(bld.fadd(bld.load(accp, align=4), bld.fmul(dy, value)), accp, align=4)
         rest = bld.mul(n_quads, ir.Constant(n_tok.type, QUAD))
-        pair = bld.icmp_signed(">=", bld.sub(n_tok, rest), ir.Constant(n_tok.type, 2))
-        with bld.if_then(pair):
-            together(rest, 2)
-        rest = bld.add(rest, bld.select(pair, ir.Constant(n_tok.type, 2), ir.Constant(n_tok.type, 0)))
         with cgutils.for_range_slice(bld, rest, n_tok, ir.Constant(n_tok.type, 1)) as (t, _):
             dot, corr, dy, accp = token_sums(t)
             if dmin is None:
