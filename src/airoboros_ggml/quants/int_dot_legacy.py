@@ -97,8 +97,12 @@ def _group_codegen(kind: int, nblk: int, one: bool):
     i64 = ir.IntType(64)
     vf = ir.VectorType(S.F32, nblk)
 
-    def token_sum(bld, unpacked, yp, dp, ap) -> ir.Value:
-        """float32 sum over the blocks for the token whose codes, scales and side values are at yp, dp, ap."""
+    def token_sum(bld, unpacked, yp, dp, ap, acc) -> ir.Value:
+        """``acc`` plus the blocks' values for the token whose codes, scales and side values are at yp, dp, ap.
+
+        A group: ``acc + sum(lanes)``, lanes = ``P_b d_b dy_b (+ m_b s_b, one FMA)``; a single block:
+        ``acc + P d dy (+ m s)`` as two FMAs (what numba's fastmath made of the earlier per-token code).
+        """
         dw, mw, ws, codes = unpacked
         sums = []  # i32 (8,) partial sums of each block's products
         for k in range(nblk):
@@ -114,10 +118,17 @@ def _group_codegen(kind: int, nblk: int, one: bool):
             ysum = bld.sext(S.load(bld, ap, ir.VectorType(S.I16, nblk)), isum.type)
             isum = bld.sub(isum, bld.mul(ysum, ir.Constant(isum.type, [_OFFSET[kind]] * nblk)))
         scale = bld.fmul(dw, S.load(bld, dp, vf), flags=S.STRICT)  # d_b * dy_b
+        fma = f"llvm.fma.v{nblk}f32"
+        if nblk == 1:
+            one = lambda v: bld.extract_element(v, S.const(0))  # noqa: E731
+            acc = S.call_intrinsic(bld, "llvm.fma.f32", S.F32, [one(bld.sitofp(isum, vf)), one(scale), acc])
+            if mw is not None:  # + m s
+                acc = S.call_intrinsic(bld, "llvm.fma.f32", S.F32, [one(mw), one(S.load(bld, ap, vf)), acc])
+            return acc
         lanes = bld.fmul(bld.sitofp(isum, vf), scale, flags=S.STRICT)
         if mw is not None:  # + m_b s_b
-            lanes = bld.fadd(bld.fmul(mw, S.load(bld, ap, vf), flags=S.STRICT), lanes, flags=S.STRICT)
-        return _fsum(bld, lanes)
+            lanes = S.call_intrinsic(bld, fma, vf, [mw, S.load(bld, ap, vf), lanes])
+        return bld.fadd(acc, _fsum(bld, lanes), flags=S.STRICT)
 
     def codegen(context, bld, signature, args):
         row, o, qs, d, aux, b0, acc = args
@@ -136,14 +147,14 @@ def _group_codegen(kind: int, nblk: int, one: bool):
         if one:
             yp = S.array_ptr(context, bld, a_qs, qs, bld.mul(b0, ir.Constant(i64, QK8)))
             dp, ap = S.array_ptr(context, bld, a_d, d, b0), S.array_ptr(context, bld, a_aux, aux, b0)
-            return bld.fadd(acc, token_sum(bld, unpacked, yp, dp, ap), flags=S.STRICT)
+            return token_sum(bld, unpacked, yp, dp, ap, acc)
         n_tok = cgutils.unpack_tuple(bld, context.make_array(a_d)(context, bld, d).shape)[0]
         with cgutils.for_range(bld, n_tok) as loop:
             t = loop.index
             yp = S.item_ptr(context, bld, a_qs, qs, [t, bld.mul(b0, ir.Constant(i64, QK8))])
             dp, ap = S.item_ptr(context, bld, a_d, d, [t, b0]), S.item_ptr(context, bld, a_aux, aux, [t, b0])
             accp = S.item_ptr(context, bld, a_acc, acc, [t])
-            bld.store(bld.fadd(bld.load(accp), token_sum(bld, unpacked, yp, dp, ap), flags=S.STRICT), accp)
+            bld.store(token_sum(bld, unpacked, yp, dp, ap, bld.load(accp)), accp)
         return context.get_dummy_value()
 
     return codegen
