@@ -15,12 +15,12 @@ A block's products come from ``vpmaddubsw`` + ``vpmaddwd`` (8 i32 partial sums).
 unpacked once, then per token a ``vphaddd`` tree turns the 8 partial-sum vectors into one vector of the 8
 exact block totals ``P_b``, the offsets are subtracted in integers, and the vector is converted to float and
 multiplied by the gathered ``d_b dy_b`` (plus ``m_b s_b``) with one horizontal sum per group, every float
-operation as written (:data:`.simd.STRICT`: a token's result has the same bits in any batch). ggml's AVX2 path
-instead converts and scales every block's 8 partial sums (4 more instructions per block); the result is the
-same up to float32 rounding (measured against libggml's ``vec_dot``: 1e-6 relative). Sharing the unpacking
-between tokens: Q4_1 1536x576 on the 2-core box, 4 / 8 tokens 137-146 / 228-246 us -> 98-109 / 161-170 us.
-No integer overflow: a ``vpmaddubsw`` pair is at most 2*31*127 (Q5) or 2*128*127 (Q8_0 with a
--128 weight) < 2^15.
+operation written out (:data:`.simd.STRICT`, explicit FMAs: a token's result has the same bits in any
+batch). ggml's AVX2 path instead converts and scales every block's 8 partial sums (4 more instructions per
+block); the result is the same up to float32 rounding (measured against libggml's ``vec_dot``: 1e-6
+relative). Sharing the unpacking between tokens: Q4_1 1536x576 on the 2-core box, 4 / 8 tokens 137-146 /
+228-246 us -> 98-109 / 161-170 us. No integer overflow: a ``vpmaddubsw`` pair is at most 2*31*127 (Q5) or
+2*128*127 (Q8_0 with a -128 weight) < 2^15.
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ def _group_codegen(kind: int, nblk: int, one: bool):
     b0, acc float32); else every token t of the batch, ``acc[t] += sum`` (qs (n_tok, n_in), d and aux
     (n_tok, nb), acc (n_tok,)). The weight blocks are unpacked (codes, fp16 scales) once, before the loop over
     the tokens; each token then costs its ``vpmaddubsw``/``vpmaddwd`` products, one reduction and a few float
-    operations, all with :data:`.simd.STRICT` flags and the same code in both forms, so a token's bits do not
-    depend on the batch it is in.
+    operations, written out (:data:`.simd.STRICT` flags, explicit FMAs) and the same code in both forms, so a
+    token's bits do not depend on the batch it is in.
     """
     assert nblk in (1, GROUP)
     bs = LAYOUTS[GGMLType(kind)].type_size
