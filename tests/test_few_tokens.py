@@ -12,7 +12,7 @@ from airoboros_ggml.quants.simd import HAVE_AVX2
 from airoboros_ggml.quants.weight import matrix_group
 from airoboros_ggml.runtime import KVCache, LlamaForward, LlamaWeights
 from airoboros_ggml.runtime.forward import rms_norm, silu_mul
-from airoboros_ggml.runtime.kv_cache import store_rows
+from airoboros_ggml.runtime.kv_cache import store_spans
 from airoboros_ggml.runtime.rope import apply_rope, rope_tables
 from airoboros_ggml.runtime.step_kernels import rope_qk_into, silu_mul_into
 from airoboros_ggml.runtime.warmup import dispatcher_signatures, kernel_plan, warm_up
@@ -60,7 +60,9 @@ def test_cache_store_kernel_equals_numpy_assignment(dtype):
     k[0, 0, :3] = [7e4, -1e5, 3e-8]
     keys, values = np.zeros((2, 10, 64), dtype), np.zeros((2, 10, 64), dtype)
     bits = np.uint16 if dtype == np.float16 else np.float32
-    store_rows(keys.view(bits), values.view(bits), 4, k, v)
+    span = [np.array([x], np.int64) for x in (0, 4, 0, 3)]  # sequence 0 at positions 4.., rows 0..2
+    # as a whole cache of one sequence and one layer: (n_seq, n_layer, n_kv, n_ctx, hd) = (1, 1, 2, 10, 64)
+    store_spans(keys.view(bits)[None, None], values.view(bits)[None, None], 0, *span, k, v)
     ref_k, ref_v = np.zeros_like(keys), np.zeros_like(values)
     with np.errstate(over="ignore"):  # 7e4 and -1e5 overflow f16 to +-inf, as in the kernel
         ref_k[:, 4:7] = k.transpose(1, 0, 2)

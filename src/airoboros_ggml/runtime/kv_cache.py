@@ -68,22 +68,6 @@ def _kv_put(typingctx, arr, idx, value):
     return sig, codegen
 
 
-@numba.njit(cache=True)
-def store_rows(keys, values, start, k, v):
-    """Write k, v float32 (n_tok, n_head_kv, hd) at positions start.. of keys/values (n_head_kv, n_ctx, hd).
-
-    keys/values: float32, or uint16 holding f16 bit patterns (the same rounding as numpy's ``astype``).
-    """
-    n_tok, n_kv, hd = k.shape
-    n_ctx = keys.shape[1]
-    for t in range(n_tok):
-        for h in range(n_kv):
-            o = (h * n_ctx + start + t) * hd
-            for d in range(hd):
-                _kv_put(keys, o + d, k[t, h, d])
-                _kv_put(values, o + d, v[t, h, d])
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class KVSpan:
     """Consecutive rows of a batch that extend one sequence at consecutive positions."""
@@ -110,11 +94,11 @@ class KVSpan:
 
 @numba.njit(cache=True)
 def store_spans(keys, values, layer, seqs, starts, rows, counts, k, v):
-    """:func:`store_rows` of every span of a batch in one call.
+    """Write one layer's keys and values of every span of a batch into the cache, in one call.
 
-    keys/values: the whole cache (n_seq, n_layer, n_head_kv, n_ctx, hd), float32 or uint16 (f16 bits);
-    span i: counts[i] rows from batch row rows[i] at positions starts[i].. of sequence seqs[i] (int64 (n_spans,)
-    each); k, v float32 (n_tok, n_head_kv, hd).
+    keys/values: the whole cache (n_seq, n_layer, n_head_kv, n_ctx, hd), float32 or uint16 holding f16 bit
+    patterns (the same rounding as numpy's ``astype``); span i: counts[i] rows from batch row rows[i] at
+    positions starts[i].. of sequence seqs[i] (int64 (n_spans,) each); k, v float32 (n_tok, n_head_kv, hd).
     """
     n_layer, n_kv, n_ctx, hd = keys.shape[1], keys.shape[2], keys.shape[3], keys.shape[4]
     for i in range(seqs.shape[0]):
@@ -241,16 +225,9 @@ class KVCache:
             k: float32 (n_tok, n_head_kv, head_dim) keys after RoPE, rows as in the batch (C-contiguous).
             v: float32 (n_tok, n_head_kv, head_dim) values (C-contiguous).
         """
-        if len(batch.spans) > 1:
-            k = np.ascontiguousarray(k, dtype=np.float32)  # float32 (n_tok, n_head_kv, hd)
-            v = np.ascontiguousarray(v, dtype=np.float32)  # float32 (n_tok, n_head_kv, hd)
-            store_spans(*self.raw_all(), layer, *batch.arrays, k, v)
-            return
-        for s in batch.spans:
-            keys, values = self._raw[s.seq][layer]  # (n_head_kv, n_ctx, head_dim) as stored
-            rows_k = np.ascontiguousarray(k[s.rows], dtype=np.float32)  # float32 (span, n_head_kv, hd)
-            rows_v = np.ascontiguousarray(v[s.rows], dtype=np.float32)  # float32 (span, n_head_kv, hd)
-            store_rows(keys, values, s.start, rows_k, rows_v)
+        k = np.ascontiguousarray(k, dtype=np.float32)  # float32 (n_tok, n_head_kv, hd)
+        v = np.ascontiguousarray(v, dtype=np.float32)  # float32 (n_tok, n_head_kv, hd)
+        store_spans(*self.raw_all(), layer, *batch.arrays, k, v)
 
     def keys(self, layer: int, seq: int, end: int) -> np.ndarray:
         """float32 (n_head_kv, end, head_dim) keys of positions 0..end-1 (a view when stored as f32)."""
