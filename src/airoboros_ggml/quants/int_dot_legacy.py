@@ -45,7 +45,6 @@ GROUP = 8
 _QS_AT = {Q4_0: 2, Q4_1: 4, Q5_0: 6, Q5_1: 8, Q8_0: 2}  # byte offset of the codes in a block
 _QH_AT = {Q5_0: 2, Q5_1: 4}  # byte offset of the 32 high bits (Q5 types)
 _OFFSET = {Q4_0: 8, Q5_0: 16}  # codes are q - offset
-V8F32 = ir.VectorType(S.F32, 8)
 
 
 def _fsum(bld, v) -> ir.Value:
