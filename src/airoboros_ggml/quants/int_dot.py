@@ -58,6 +58,13 @@ def kq_value(bld, d, isum, dmin=None, msum=None) -> ir.Value:
     return bld.fsub(value, bld.fmul(dmin, bld.sitofp(msum, d.type), flags=S.STRICT), flags=S.STRICT)
 
 
+def kq_value_pair(bld, dd, sums) -> ir.Value:
+    """:func:`kq_value` of float32 (2,) ``dd`` = (d, dmin) and i32 (2,) ``sums`` = (isum, msum): the same
+    float operations, the two products in one vector instruction."""
+    prod = bld.fmul(dd, bld.sitofp(sums, dd.type), flags=S.STRICT)
+    return bld.fsub(bld.extract_element(prod, S.const(0)), bld.extract_element(prod, S.const(1)), flags=S.STRICT)
+
+
 def _block_pointers(context, builder, sig, args):
     """Pointers to the weight block, its 256 activation bytes and its 16 bsums (args: row, o, qs, bsums, b)."""
     b = args[4]
@@ -67,26 +74,42 @@ def _block_pointers(context, builder, sig, args):
     return rp, yp, bp
 
 
-def k4_scales_mins(bld, rp):
-    """i16 (16,) lanes 0..7 = the 6-bit scales, 8..15 = the 6-bit mins of the Q4_K/Q5_K scales at rp + 4."""
-    u0, u1, u2 = (S.load(bld, S.byte_ptr(bld, rp, 4 + 4 * k), S.I32) for k in range(3))
-    m6, m4, m2 = S.const(0x3F3F3F3F), S.const(0x0F0F0F0F), S.const(0x03030303)
-    top2 = lambda u: bld.shl(bld.and_(bld.lshr(u, S.const(6)), m2), S.const(4))  # noqa: E731
-    words = (  # bytes: scales 0-3, scales 4-7, mins 0-3, mins 4-7
-        bld.and_(u0, m6),
-        bld.or_(bld.and_(u2, m4), top2(u0)),
-        bld.and_(u1, m6),
-        bld.or_(bld.and_(bld.lshr(u2, S.const(4)), m4), top2(u1)),
-    )
-    return bld.zext(bld.bitcast(_pack4(bld, words), S.V16I8), S.V16I16)
+def k4_scale_bytes(bld, rp) -> ir.Value:
+    """u8 (32,): the 6-bit scales 0..7 then mins 0..7 of the Q4_K/Q5_K block at rp, in both 128-bit halves.
+
+    ggml's 32-bit-mask unpacking of the 12 bytes at rp + 4, done in one vector: with u0, u1, u2 those bytes'
+    words, the result words are ``u0 & m6``, ``u2 & m4 | (u0 >> 6 & m2) << 4``, ``u1 & m6`` and ``u2 >> 4 & m4
+    | (u1 >> 6 & m2) << 4``.
+    """
+    v4 = ir.VectorType(S.I32, 4)
+    v = S.load(bld, rp, v4)  # i32 (4,): d and dmin, u0, u1, u2
+    lanes = lambda *c: ir.Constant(v4, list(c))  # noqa: E731
+    m6, m4, m2 = 0x3F3F3F3F, 0x0F0F0F0F, 0x03030303
+    low = bld.and_(bld.lshr(S.pick(bld, v, [1, 3, 2, 3]), lanes(0, 0, 0, 4)), lanes(m6, m4, m6, m4))
+    top = bld.shl(bld.and_(bld.lshr(S.pick(bld, v, [1, 1, 2, 2]), lanes(6, 6, 6, 6)), lanes(0, m2, 0, m2)),
+                  lanes(4, 4, 4, 4))
+    return S.pick(bld, bld.bitcast(bld.or_(low, top), S.V16I8), list(range(16)) * 2)
 
 
-def _pack4(bld, words):
-    """<4 x i32> vector of four i32 values."""
-    packed = ir.Constant(ir.VectorType(S.I32, 4), ir.Undefined)
-    for k, w in enumerate(words):
-        packed = bld.insert_element(packed, w, S.const(k))
-    return packed
+def k4_chunk_scales(bld, sb) -> list:
+    """The 8 vectors i16 (16,) holding sub-block k's scale 16 times (sb from :func:`k4_scale_bytes`)."""
+    return [bld.bitcast(S.pshufb(bld, sb, [k, -1] * 16), S.V16I16) for k in range(8)]
+
+
+def k4_min_coefs(bld, sb) -> ir.Value:
+    """i16 (16,): lane g = the min of sub-block g // 2, the coefficient of the activations' bsum g."""
+    return bld.bitcast(S.pshufb(bld, sb, [i for g in range(16) for i in (8 + g // 2, -1)]), S.V16I16)
+
+
+def group_chunk_scales(bld, sc) -> list:
+    """The 8 vectors i16 (16,) ``[sc[2k]] * 8 + [sc[2k+1]] * 8`` of the 16 group scales sc i16 (16,)."""
+    halves = (S.pick(bld, sc, list(range(8)) * 2), S.pick(bld, sc, list(range(8, 16)) * 2))
+    out = []
+    for k in range(8):
+        j = 2 * k % 8  # groups 2k, 2k+1 are words j, j+1 of halves[k // 4]
+        mask = [2 * j, 2 * j + 1] * 8 + [2 * j + 2, 2 * j + 3] * 8
+        out.append(bld.bitcast(S.pshufb(bld, halves[k // 4], mask), S.V16I16))
+    return out
 
 
 def k4_codes(bld, rp, qo, qh_o) -> list:
@@ -107,18 +130,15 @@ def k4_codes(bld, rp, qo, qh_o) -> list:
 
 def _k4_block(bld, rp, yp, bp, qo, qh_o):
     """float32 ``d*isum - dmin*msum`` of a Q4_K (qh_o None) or Q5_K (high bits at rp + qh_o) block."""
-    d = S.load_f16(bld, rp)
-    dmin = S.load_f16(bld, S.byte_ptr(bld, rp, 2))
-    sm = k4_scales_mins(bld, rp)  # i16 (16,): scales 0..7, mins 0..7
+    sb = k4_scale_bytes(bld, rp)  # u8 (32,): scales 0..7, mins 0..7, twice
     bs = S.load(bld, bp, S.V16I16)  # i16 (16,) activation sums per 16
-    msum = S.hsum(bld, S.maddwd(bld, bs, S.pick(bld, sm, [8 + k // 2 for k in range(16)])))
+    mins = S.maddwd(bld, bs, k4_min_coefs(bld, sb))  # i32 (8,) partial sums of msum
     acc = None
-    for k, u in enumerate(k4_codes(bld, rp, qo, qh_o)):
+    for k, (u, sc) in enumerate(zip(k4_codes(bld, rp, qo, qh_o), k4_chunk_scales(bld, sb), strict=True)):
         y = S.load(bld, S.byte_ptr(bld, yp, 32 * k), S.V32I8)
-        t = S.maddwd(bld, S.maddubs(bld, u, y), S.pick(bld, sm, [k] * 16))
+        t = S.maddwd(bld, S.maddubs(bld, u, y), sc)
         acc = t if acc is None else bld.add(acc, t)
-    isum = S.hsum(bld, acc)
-    return kq_value(bld, d, isum, dmin, msum)
+    return kq_value_pair(bld, S.load_f16x2(bld, rp), S.hsum2(bld, acc, mins))
 
 
 @intrinsic
@@ -156,11 +176,21 @@ def low2_chunks(bld, rp, qo):
 def _group_dot(bld, codes, yp, sc):
     """i32 (8,) partial sums of ``sum_g sc_g * sum_{i in g} code_i y_i`` over 8 chunks of 32 codes."""
     acc = None
-    for j, u in enumerate(codes):
+    for j, (u, scj) in enumerate(zip(codes, group_chunk_scales(bld, sc), strict=True)):
         y = S.load(bld, S.byte_ptr(bld, yp, 32 * j), S.V32I8)
-        t = S.maddwd(bld, S.maddubs(bld, u, y), S.pick(bld, sc, [2 * j] * 8 + [2 * j + 1] * 8))
+        t = S.maddwd(bld, S.maddubs(bld, u, y), scj)
         acc = t if acc is None else bld.add(acc, t)
     return acc
+
+
+def _offset_sum(bld, dot, bp, sc, shift: int) -> ir.Value:
+    """i32 ``isum`` of the types with code offsets: the lanes of ``dot - (sum_g sc_g * bsum_g) << shift``.
+
+    dot: i32 (8,) partial sums of the codes' products; bp: the block's 16 bsums; sc: i16 (16,) group scales;
+    the offset is 2**shift (Q3_K: 4, Q6_K: 32). One horizontal sum of an exact integer vector.
+    """
+    offsets = S.maddwd(bld, S.load(bld, bp, S.V16I16), sc)  # i32 (8,) partial sums of sum_g sc_g * bsum_g
+    return S.hsum(bld, bld.sub(dot, bld.shl(offsets, S.const(shift, S.V8I32))))
 
 
 def q2_scales_mins(bld, rp) -> tuple:
@@ -177,28 +207,28 @@ def _q2_k_block(typingctx, row, o, qs, bsums, b):
 
     def codegen(context, bld, signature, args):
         rp, yp, bp = _block_pointers(context, bld, signature, args)
-        d = S.load_f16(bld, S.byte_ptr(bld, rp, 80))
-        dmin = S.load_f16(bld, S.byte_ptr(bld, rp, 82))
         sc, mn = q2_scales_mins(bld, rp)  # i16 (16,) each: group scales and mins 0..15
-        msum = S.hsum(bld, S.maddwd(bld, S.load(bld, bp, S.V16I16), mn))
-        isum = S.hsum(bld, _group_dot(bld, low2_chunks(bld, rp, 16), yp, sc))
-        return kq_value(bld, d, isum, dmin, msum)
+        mins = S.maddwd(bld, S.load(bld, bp, S.V16I16), mn)  # i32 (8,) partial sums of msum
+        dot = _group_dot(bld, low2_chunks(bld, rp, 16), yp, sc)
+        return kq_value_pair(bld, S.load_f16x2(bld, S.byte_ptr(bld, rp, 80)), S.hsum2(bld, dot, mins))
 
     return sig, codegen
 
 
 def q3_scales(bld, rp) -> ir.Value:
-    """i16 (16,) signed group scales -32..31 of the Q3_K block at rp (ggml's kmask1/kmask2 unpacking)."""
-    u0, u1, u2 = (S.load(bld, S.byte_ptr(bld, rp, 96 + 4 * k), S.I32) for k in range(3))
-    m4, m2, c4 = S.const(0x0F0F0F0F), S.const(0x03030303), S.const(4)
-    top2 = lambda s: bld.shl(bld.and_(bld.lshr(u2, S.const(s)) if s else u2, m2), c4)  # noqa: E731
-    words = (  # bytes: 6-bit scales of groups 0-3, 4-7, 8-11, 12-15
-        bld.or_(bld.and_(u0, m4), top2(0)),
-        bld.or_(bld.and_(u1, m4), top2(2)),
-        bld.or_(bld.and_(bld.lshr(u0, c4), m4), top2(4)),
-        bld.or_(bld.and_(bld.lshr(u1, c4), m4), top2(6)),
-    )
-    sc6 = bld.zext(bld.bitcast(_pack4(bld, words), S.V16I8), S.V16I16)
+    """i16 (16,) signed group scales -32..31 of the Q3_K block at rp (ggml's kmask1/kmask2 unpacking).
+
+    With u0, u1, u2 the words of the 12 scale bytes at rp + 96, the scale bytes' words are ``u0 & m4 | (u2 &
+    m2) << 4``, ``u1 & m4 | (u2 >> 2 & m2) << 4``, ``u0 >> 4 & m4 | (u2 >> 4 & m2) << 4`` and ``u1 >> 4 & m4 |
+    (u2 >> 6 & m2) << 4``, computed in one vector (loaded from rp + 92: the block ends 2 bytes after u2).
+    """
+    v4 = ir.VectorType(S.I32, 4)
+    v = S.load(bld, S.byte_ptr(bld, rp, 92), v4)  # i32 (4,): hmask/qs tail, u0, u1, u2
+    lanes = lambda *c: ir.Constant(v4, list(c))  # noqa: E731
+    low = bld.and_(bld.lshr(S.pick(bld, v, [1, 2, 1, 2]), lanes(0, 0, 4, 4)), lanes(*[0x0F0F0F0F] * 4))
+    top = bld.and_(bld.lshr(S.pick(bld, v, [3, 3, 3, 3]), lanes(0, 2, 4, 6)), lanes(*[0x03030303] * 4))
+    words = bld.or_(low, bld.shl(top, lanes(4, 4, 4, 4)))  # bytes: 6-bit scales of groups 0..15
+    sc6 = bld.zext(bld.bitcast(words, S.V16I8), S.V16I16)
     return bld.sub(sc6, S.const(32, S.V16I16))
 
 
@@ -222,9 +252,7 @@ def _q3_k_block(typingctx, row, o, qs, bsums, b):
         rp, yp, bp = _block_pointers(context, bld, signature, args)
         d = S.load_f16(bld, S.byte_ptr(bld, rp, 108))
         sc = q3_scales(bld, rp)  # i16 (16,) signed group scales -32..31
-        offset = S.hsum(bld, S.maddwd(bld, S.load(bld, bp, S.V16I16), sc))  # sum_g sc_g * bsum_g
-        isum = bld.sub(S.hsum(bld, _group_dot(bld, q3_codes(bld, rp), yp, sc)), bld.shl(offset, S.const(2)))
-        return kq_value(bld, d, isum)
+        return kq_value(bld, d, _offset_sum(bld, _group_dot(bld, q3_codes(bld, rp), yp, sc), bp, sc, 2))
 
     return sig, codegen
 
@@ -263,9 +291,7 @@ def _q6_k_block(typingctx, row, o, qs, bsums, b):
         rp, yp, bp = _block_pointers(context, bld, signature, args)
         d = S.load_f16(bld, S.byte_ptr(bld, rp, 208))
         sc = q6_scales(bld, rp)  # i16 (16,) group scales
-        offset = S.hsum(bld, S.maddwd(bld, S.load(bld, bp, S.V16I16), sc))  # sum_g sc_g * bsum_g
-        isum = bld.sub(S.hsum(bld, _group_dot(bld, q6_codes(bld, rp), yp, sc)), bld.shl(offset, S.const(5)))
-        return kq_value(bld, d, isum)
+        return kq_value(bld, d, _offset_sum(bld, _group_dot(bld, q6_codes(bld, rp), yp, sc), bp, sc, 5))
 
     return sig, codegen
 
@@ -282,9 +308,8 @@ def unpack_block(bld, kind: int, rp) -> tuple:
     f16 = lambda at: S.load_f16(bld, S.byte_ptr(bld, rp, at))  # noqa: E731
     if kind in (Q4_K, Q5_K):
         codes = k4_codes(bld, rp, 16, None) if kind == Q4_K else k4_codes(bld, rp, 48, 16)
-        sm = k4_scales_mins(bld, rp)  # i16 (16,): scales 0..7, mins 0..7
-        chunk_scales = [S.pick(bld, sm, [k] * 16) for k in range(8)]
-        return codes, chunk_scales, S.pick(bld, sm, [8 + g // 2 for g in range(16)]), f16(0), f16(2)
+        sb = k4_scale_bytes(bld, rp)  # u8 (32,): scales 0..7, mins 0..7, twice
+        return codes, k4_chunk_scales(bld, sb), k4_min_coefs(bld, sb), f16(0), f16(2)
     if kind == Q2_K:
         codes, (sc, coef) = low2_chunks(bld, rp, 16), q2_scales_mins(bld, rp)
         d, dmin = f16(80), f16(82)
@@ -294,7 +319,7 @@ def unpack_block(bld, kind: int, rp) -> tuple:
     else:  # Q6_K
         codes, sc = q6_codes(bld, rp), q6_scales(bld, rp)
         coef, d, dmin = bld.mul(sc, S.const(-32, S.V16I16)), f16(208), None
-    return codes, [S.pick(bld, sc, [2 * k] * 8 + [2 * k + 1] * 8) for k in range(8)], coef, d, dmin
+    return codes, group_chunk_scales(bld, sc), coef, d, dmin
 
 
 QUAD = 4

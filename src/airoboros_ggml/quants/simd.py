@@ -78,6 +78,12 @@ def load_f16(builder, ptr) -> ir.Value:
     return builder.fpext(builder.bitcast(load(builder, ptr, I16), ir.HalfType()), F32)
 
 
+def load_f16x2(builder, ptr) -> ir.Value:
+    """float32 (2,) values of the two IEEE halves at ``ptr`` (one load, one ``vcvtph2ps``)."""
+    halves = builder.bitcast(load(builder, ptr, ir.VectorType(I16, 2)), ir.VectorType(ir.HalfType(), 2))
+    return builder.fpext(halves, ir.VectorType(F32, 2))
+
+
 def pick(builder, vec, lanes: list[int]) -> ir.Value:
     """Vector of ``vec[lanes[i]]`` (a shuffle; e.g. a broadcast of one lane)."""
     return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(I32, len(lanes)), lanes))
@@ -99,9 +105,26 @@ def maddwd(builder, a, b) -> ir.Value:
     return call_intrinsic(builder, "llvm.x86.avx2.pmadd.wd", V8I32, [a, b])
 
 
+def pshufb(builder, v32, mask: list[int]) -> ir.Value:
+    """``vpshufb``: byte i of each 128-bit half = that half's byte ``mask[i] % 16``, or 0 where ``mask[i]`` < 0.
+
+    v32: (32,) bytes; mask: 32 indices 0..15 (or -1 for a zero byte). One instruction, unlike most
+    lane-crossing :func:`pick` broadcasts.
+    """
+    m = ir.Constant(V32I8, [0x80 if k < 0 else k for k in mask])
+    return call_intrinsic(builder, "llvm.x86.avx2.pshuf.b", V32I8, [builder.bitcast(v32, V32I8), m])
+
+
 def hsum(builder, v) -> ir.Value:
     """Sum of the lanes of an i32 (8,) vector."""
     return call_intrinsic(builder, "llvm.vector.reduce.add.v8i32", I32, [v])
+
+
+def hsum2(builder, a, b) -> ir.Value:
+    """i32 (2,): the sums of the lanes of ``a`` and of ``b`` (i32 (8,) each; one ``vphaddd``, two adds)."""
+    h = call_intrinsic(builder, "llvm.x86.avx2.phadd.d", V8I32, [a, b])  # per half: a pairs, b pairs
+    q = builder.add(pick(builder, h, [0, 1, 2, 3]), pick(builder, h, [4, 5, 6, 7]))
+    return builder.add(pick(builder, q, [0, 2]), pick(builder, q, [1, 3]))
 
 
 def splat(builder, scalar, n: int) -> ir.Value:
