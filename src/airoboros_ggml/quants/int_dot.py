@@ -323,67 +323,83 @@ def unpack_block(bld, kind: int, rp) -> tuple:
 
 
 QUAD = 4
-"""Tokens whose reductions and float operations the batch row kernels do together (one ``vphaddd`` tree)."""
+"""Tokens whose products the batch row kernels compute together, chunk by chunk (then pairs, then one)."""
+
+
+def _group_totals(bld, dots: list, corrs: list, has_min: bool) -> tuple:
+    """i32 (G,) ``isum`` and (with mins) i32 (G,) ``msum`` of G = 1, 2 or 4 tokens, from their i32 (8,) dot
+    and bsum-coefficient partial sums: one ``vphaddd`` tree for all of them."""
+    g = len(dots)
+    if not has_min:  # the bsum terms are code offsets, part of isum
+        sums = [bld.add(dot, corr) for dot, corr in zip(dots, corrs, strict=True)]
+        if g == 4:
+            return S.hsum4(bld, sums), None
+        if g == 2:
+            return S.hsum2(bld, *sums), None
+        return S.splat(bld, S.hsum(bld, sums[0]), 1), None
+    if g == 4:
+        tot = S.hsum8(bld, dots + corrs)  # lanes 0..3: isum, 4..7: msum
+    elif g == 2:
+        tot = S.hsum4(bld, dots + corrs)  # lanes 0, 1: isum, 2, 3: msum
+    else:
+        tot = S.hsum2(bld, dots[0], corrs[0])
+    return S.pick(bld, tot, list(range(g))), S.pick(bld, tot, list(range(g, 2 * g)))
 
 
 def _tokens_codegen(kind: int):
     """Codegen: ``acc[t] += dy[t, b] * value`` of the block at row[o] for every token t of the batch.
 
-    The block is unpacked once (:func:`unpack_block`); then each token costs its products, and every
-    :data:`QUAD` tokens share one ``vphaddd`` tree for their block totals and one vector of float operations
-    (tokens left over take two horizontal sums and scalar float operations each). Either way a token's value
-    is :func:`kq_value` of the same integers and its accumulation one FMA, as the one-token kernels compute
-    it: the same bits.
+    Tokens go by groups of :data:`QUAD`, then a pair, then a single one. A group unpacks the block
+    (:func:`unpack_block`) and takes its products chunk by chunk, each chunk's codes and scales used by all
+    its tokens while in registers (17 unpacked vectors held for a whole batch do not fit AVX2's 16
+    registers: spilled, reloaded, twice the time); its tokens' block totals share one ``vphaddd`` tree and
+    one vector of float operations. A token's value is :func:`kq_value` of the same integers and its
+    accumulation one FMA, as the one-token kernels compute it: the same bits.
     """
     i64 = ir.IntType(64)
-    v4f = ir.VectorType(S.F32, QUAD)
 
     def codegen(context, bld, sig, args):
         row, o, qs, d, bsums, b, acc = args
         a_row, _, a_qs, a_d, a_bs, _, a_acc = sig.args
         rp = S.array_ptr(context, bld, a_row, row, o)
         b = bld.sext(b, i64) if b.type != i64 else b
-        codes, chunk_scales, coef, dw, dmin = unpack_block(bld, kind, rp)
 
-        def token_sums(t):
-            """i32 (8,) partial sums of the token's products, i32 (8,) of its bsums times coef, dy, acc[t] pointer."""
-            yp = S.item_ptr(context, bld, a_qs, qs, [t, bld.mul(b, ir.Constant(i64, QK_K))])
-            bp = S.item_ptr(context, bld, a_bs, bsums, [t, bld.mul(b, ir.Constant(i64, 16))])
-            dot = None
+        def group(t0, g: int) -> None:
+            """The products, totals and accumulation of tokens t0 .. t0 + g - 1."""
+            codes, chunk_scales, coef, dw, dmin = unpack_block(bld, kind, rp)
+            toks = [bld.add(t0, ir.Constant(i64, j)) for j in range(g)]
+            yps = [S.item_ptr(context, bld, a_qs, qs, [t, bld.mul(b, ir.Constant(i64, QK_K))]) for t in toks]
+            dots = [None] * g
             for k in range(8):
-                y = S.load(bld, S.byte_ptr(bld, yp, 32 * k), S.V32I8)
-                v = S.maddwd(bld, S.maddubs(bld, codes[k], y), chunk_scales[k])
-                dot = v if dot is None else bld.add(dot, v)
-            corr = S.maddwd(bld, S.load(bld, bp, S.V16I16), coef)
-            dy = S.load(bld, S.item_ptr(context, bld, a_d, d, [t, b]), S.F32)
-            return dot, corr, dy, S.item_ptr(context, bld, a_acc, acc, [t])
-
-        n_tok = cgutils.unpack_tuple(bld, context.make_array(a_d)(context, bld, d).shape)[0]
-        n_quads = bld.udiv(n_tok, ir.Constant(n_tok.type, QUAD))
-        with cgutils.for_range(bld, n_quads) as loop:
-            t0 = bld.mul(loop.index, ir.Constant(i64, QUAD))
-            sums = [token_sums(bld.add(t0, ir.Constant(i64, j))) for j in range(QUAD)]
-            if dmin is None:  # lanes 0..3: isum of each token
-                tot = S.hsum4(bld, [bld.add(dot, corr) for dot, corr, _, _ in sums])
-                value = kq_value(bld, S.splat(bld, dw, QUAD), tot)
-            else:  # lanes 0..3: isum, 4..7: msum of each token
-                tot = S.hsum8(bld, [s[0] for s in sums] + [s[1] for s in sums])
-                value = kq_value(bld, S.splat(bld, dw, QUAD), S.pick(bld, tot, [0, 1, 2, 3]),
-                                 S.splat(bld, dmin, QUAD), S.pick(bld, tot, [4, 5, 6, 7]))
-            dy = ir.Constant(v4f, ir.Undefined)
-            for j, (_, _, dyj, _) in enumerate(sums):
-                dy = bld.insert_element(dy, dyj, S.const(j))
-            accp = bld.bitcast(sums[0][3], v4f.as_pointer())
+                for j in range(g):
+                    y = S.load(bld, S.byte_ptr(bld, yps[j], 32 * k), S.V32I8)
+                    v = S.maddwd(bld, S.maddubs(bld, codes[k], y), chunk_scales[k])
+                    dots[j] = v if dots[j] is None else bld.add(dots[j], v)
+            corrs = [
+                S.maddwd(bld, S.load(bld, S.item_ptr(context, bld, a_bs, bsums, [t, bld.mul(b, ir.Constant(i64, 16))]),
+                                     S.V16I16), coef)
+                for t in toks
+            ]
+            isum, msum = _group_totals(bld, dots, corrs, dmin is not None)
+            if dmin is None:
+                value = kq_value(bld, S.splat(bld, dw, g), isum)
+            else:
+                value = kq_value(bld, S.splat(bld, dw, g), isum, S.splat(bld, dmin, g), msum)
+            vg = ir.VectorType(S.F32, g)
+            dy = ir.Constant(vg, ir.Undefined)
+            for j, t in enumerate(toks):
+                dy = bld.insert_element(dy, S.load(bld, S.item_ptr(context, bld, a_d, d, [t, b]), S.F32), S.const(j))
+            accp = bld.bitcast(S.item_ptr(context, bld, a_acc, acc, [t0]), vg.as_pointer())
             # acc += dy * value as the one-token kernels' numba code writes it (fastmath: one FMA per lane)
             bld.store(bld.fadd(bld.load(accp, align=4), bld.fmul(dy, value)), accp, align=4)
-        rest = bld.mul(n_quads, ir.Constant(n_tok.type, QUAD))
-        with cgutils.for_range_slice(bld, rest, n_tok, ir.Constant(n_tok.type, 1)) as (t, _):
-            dot, corr, dy, accp = token_sums(t)
-            if dmin is None:
-                value = kq_value(bld, dw, bld.add(S.hsum(bld, dot), S.hsum(bld, corr)))
-            else:
-                value = kq_value(bld, dw, S.hsum(bld, dot), dmin, S.hsum(bld, corr))
-            bld.store(bld.fadd(bld.load(accp), bld.fmul(dy, value)), accp)
+
+        n_tok = cgutils.unpack_tuple(bld, context.make_array(a_d)(context, bld, d).shape)[0]
+        done = ir.Constant(i64, 0)
+        for g in (QUAD, 2, 1):  # as many groups of g as fit in the tokens left
+            n_groups = bld.udiv(bld.sub(n_tok, done), ir.Constant(i64, g))
+            with cgutils.for_range(bld, n_groups) as loop:
+                group(bld.add(done, bld.mul(loop.index, ir.Constant(i64, g))), g)
+            done = bld.add(done, bld.mul(n_groups, ir.Constant(i64, g)))
         return context.get_dummy_value()
 
     return codegen
