@@ -77,8 +77,8 @@ def test_a_token_gives_the_same_bits_in_any_batch(t: GGMLType) -> None:
 
 @needs_avx2
 def test_a_group_gives_the_same_bits_tiled_and_by_rows() -> None:
-    """A Q/K/V-like group (mixed K-quant types, RMSNorm folded in, a residual): a 7-token batch through the
-    tiled kernel equals its tokens computed through the row kernels (batches of 1, 4 and 2)."""
+    """A Q/K/V-like group (mixed K-quant types, RMSNorm folded in, a residual): a batch through the tiled
+    kernel equals its tokens computed through the row kernels (batches of 1, 4, 2 and the rest)."""
     rng = np.random.default_rng(7)
     n_in, n_outs = 512, (40, 24, 24)
     kinds = (GGMLType.Q4_K, GGMLType.Q6_K, GGMLType.Q5_K)
@@ -86,8 +86,9 @@ def test_a_group_gives_the_same_bits_tiled_and_by_rows() -> None:
     group = MatrixGroup(raws, kinds, GGMLType.Q8_K)
     acts = ActivationBlocks(GGMLType.Q8_K, INT_MATMUL_MAX_TOKENS, n_in)
     norm = readonly(rng.standard_normal(n_in).astype(np.float32))
-    X = k_activations(rng, 7, n_in)
-    base = rng.standard_normal((7, n_outs[0])).astype(np.float32)
+    n_tok = GEMM_MIN_TOKENS + 1  # tiled; its parts below are row-kernel batches
+    X = k_activations(rng, n_tok, n_in)
+    base = rng.standard_normal((n_tok, n_outs[0])).astype(np.float32)
 
     def run(rows: slice):
         outs = [np.zeros((rows.stop - rows.start, n), np.float32) for n in n_outs]
@@ -95,8 +96,8 @@ def test_a_group_gives_the_same_bits_tiled_and_by_rows() -> None:
         group(np.ascontiguousarray(X[rows]), acts, outs, norm, 1e-5, residual)
         return [residual, *outs]
 
-    whole = run(slice(0, 7))
-    parts = [run(slice(a, b)) for a, b in ((0, 1), (1, 5), (5, 7))]
+    whole = run(slice(0, n_tok))
+    parts = [run(slice(a, b)) for a, b in ((0, 1), (1, 5), (5, 7), (7, n_tok))]
     for i, got in enumerate(whole):
         assert np.array_equal(got, np.concatenate([p[i] for p in parts])), i
 

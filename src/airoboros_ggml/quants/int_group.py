@@ -34,12 +34,13 @@ from .specialise import jit_specialised
 MAX_GROUP = 3
 """Matrices per group (Q, K, V)."""
 
-GEMM_MIN_TOKENS = 6
+GEMM_MIN_TOKENS = 12
 """From this many tokens, K-quant groups multiply through the tiled kernel of :mod:`.int_gemm` (bit-identical
-per token to the row kernels, so the switch changes no result). Measured on the 2-core AVX2 box, row kernels
-(each block unpacked once for all tokens) / tiled, us, 2 runs: Q4_K 11008x4096 4 tokens 3709, 3529 / 3738,
-3867; 8: 6765, 6725 / 5694, 5606; Q6_K 4096x11008 4: 3404, 3807 / 4509, 4530; 8: 7273, 6685 / 6222, 6372;
-Q4_K 4096x4096 4: 1111-1445 / 1625-1835."""
+per token to the row kernels, so the switch changes no result). Measured on the 2-core AVX2 box (medians of 9
+rounds, us), row kernels (tokens by groups of 4, each block unpacked once per group) / tiled: Q4_K 11008x4096
+at 8 tokens 4289 / 5899, 12: 7246-7749 / 7408-7893, 16: 10879 / 10157; Q6_K 4096x11008 8: 4368 / 6487, 12:
+6539-6773 / 8283-9589, 16: 9041 / 10448; Q4_K 4096x4096 8: 1676 / 1805, 12: 2957-3824 / 2605-2905, 16: 5094 /
+3847."""
 
 _AUX = {  # activation type -> (elements per side value, dtype of the side array)
     GGMLType.Q8_K: (16, np.int16),  # bsums: sum of each 16 codes
