@@ -162,3 +162,18 @@ def test_warm_up_leaves_nothing_to_compile(tmp_path, ftype, quantized):
     fwd.logits(fwd.hidden(np.array([1, 2]), cache, cache.plan([(0, 1), (1, 1)])))
     after = dispatcher_signatures()
     assert {k: v for k, v in after.items() if before.get(k) != v} == {}
+
+
+def test_warm_up_marker_changes_with_the_sources(tmp_path, monkeypatch):
+    """A marker left by a warm-up before the package's sources changed (numba then recompiles everything)
+    does not count: its name depends on the sources' sizes and modification times."""
+    from airoboros_ggml.runtime import warmup
+
+    hp, weights = _tiny_model(tmp_path, FileType.MOSTLY_Q4_1, False)
+    plan = kernel_plan(weights, "f16", n_seq=1)
+    monkeypatch.setattr(warmup, "cache_dir", lambda: str(tmp_path))
+    before = warmup._marker(plan)
+    assert before is not None and before.parent == tmp_path and before == warmup._marker(plan)
+    assert "runtime/warmup.py:" in warmup._sources_fingerprint()  # every source, with its size and mtime
+    monkeypatch.setattr(warmup, "_sources_fingerprint", lambda: "rope.py:1234:1")
+    assert warmup._marker(plan) != before
