@@ -59,8 +59,10 @@ def kq_value(bld, d, isum, dmin=None, msum=None) -> ir.Value:
 
 
 def kq_value_pair(bld, dd, sums) -> ir.Value:
-    """:func:`kq_value` of float32 (2,) ``dd`` = (d, dmin) and i32 (2,) ``sums`` = (isum, msum): the same
-    float operations, the two products in one vector instruction."""
+    """:func:`kq_value` of float32 (2,) ``dd`` = (d, dmin) and i32 (2,) ``sums`` = (isum, msum).
+
+    The same float operations, the two products in one vector instruction.
+    """
     prod = bld.fmul(dd, bld.sitofp(sums, dd.type), flags=S.STRICT)
     return bld.fsub(bld.extract_element(prod, S.const(0)), bld.extract_element(prod, S.const(1)), flags=S.STRICT)
 
@@ -327,8 +329,10 @@ QUAD = 4
 
 
 def _group_totals(bld, dots: list, corrs: list, has_min: bool) -> tuple:
-    """i32 (G,) ``isum`` and (with mins) i32 (G,) ``msum`` of G = 1, 2 or 4 tokens, from their i32 (8,) dot
-    and bsum-coefficient partial sums: one ``vphaddd`` tree for all of them."""
+    """i32 (G,) ``isum`` and (with mins) i32 (G,) ``msum`` of G = 1, 2 or 4 tokens.
+
+    From their i32 (8,) dot and bsum-coefficient partial sums: one ``vphaddd`` tree for all of them.
+    """
     g = len(dots)
     if not has_min:  # the bsum terms are code offsets, part of isum
         sums = [bld.add(dot, corr) for dot, corr in zip(dots, corrs, strict=True)]
@@ -417,8 +421,8 @@ _BLOCK_BYTES = {Q2_K: 84, Q3_K: 110, Q4_K: 144, Q5_K: 176, Q6_K: 210}
 _ONE_BLOCK = {Q2_K: _q2_k_block, Q3_K: _q3_k_block, Q4_K: _q4_k_block, Q5_K: _q5_k_block, Q6_K: _q6_k_block}
 
 # Row kernels: one per type and per case (one token with a scalar accumulator, ~20% faster than the
-# batched form; or a batch of tokens, each weight block read and unpacked once for all of them), each
-# compiled under a name of its own (:mod:`.specialise`). A type flag tested inside these loops, or a block
+# batched form; or a batch of tokens, each weight block read once and unpacked once per group of up to 4
+# tokens), each compiled under a name of its own (:mod:`.specialise`). A type flag tested inside these loops, or a block
 # function passed as an argument, cost 10-20% in measurements. Each block's cache lines are prefetched
 # PREFETCH_AHEAD bytes ahead, at most 64 bytes apart so that none is skipped.
 
@@ -452,7 +456,7 @@ def _make_row_batch(kind: int, block_bytes: int):
 
     ``(row, qs, d, bsums, acc)``: acc[t] = dot(dequant(row), y_t) for every token of the batch (qs int8
     (n_tok, n_in), d float32 (n_tok, nb), bsums int16 (n_tok, n_in/16), acc float32 (n_tok,)); each block
-    read and unpacked once for all tokens.
+    read once for all tokens, unpacked once per group of up to 4.
     """
     tokens = _make_tokens(kind)
     lines = (block_bytes + 63) // 64
