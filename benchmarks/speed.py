@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-gen", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ctx", type=int, default=600)
-    p.add_argument("--formats", default="ggml,gguf", help="7B files to run: ggml, gguf, both or none ('')")
+    p.add_argument("--formats", default="ggml,gguf", help="7B files to run: ggml, gguf, ggml,gguf, or none")
     p.add_argument("--no-ctransformers", action="store_true")
     p.add_argument("--no-smollm2", action="store_true")
     p.add_argument("--llama-cpp-python", metavar="PYTHON",
@@ -322,10 +322,12 @@ def main(argv: list[str] | None = None) -> int:
                                       args.ctx, args.reps)
         json.dump(report, sys.stdout)
         return 0
+    formats = [f for f in args.formats.split(",") if f and f != "none"]
+    if set(formats) - {"ggml", "gguf"}:
+        p.error(f"--formats: ggml, gguf, ggml,gguf or none, not {args.formats!r}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     from make_models import make
 
-    formats = [f for f in args.formats.split(",") if f]
     results: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                                "commit": _commit(), "ours": {}, "ttft": {}}
     paths = {fmt: make(fmt) for fmt in formats}
