@@ -65,7 +65,7 @@ def test_tiled_products_match_float64(t: GGMLType, n_threads: int) -> None:
 def test_a_token_gives_the_same_bits_in_any_batch(t: GGMLType) -> None:
     """41 tokens in one tiled call == a tiled batch of 32 == row-kernel batches of 3 and 5 == matvec."""
     rng = np.random.default_rng(int(t))
-    n_in = 768  # 3 blocks: the one-token kernel takes a pair, then a single one
+    n_in = 768  # 3 blocks per row: an odd count
     raw, X, _, _ = _case(t, 2 * TILE_ROWS + 3, n_in, INT_MATMUL_MAX_TOKENS + 9, rng)
     W = prepare_weight(raw, t, n_in, quantized_activations=True)
     whole = W.matmul(X)  # the tiled kernel

@@ -117,16 +117,15 @@ def _group_codegen(kind: int, nblk: int, one: bool):
             ysum = bld.sext(S.load(bld, ap, ir.VectorType(S.I16, nblk)), isum.type)
             isum = bld.sub(isum, bld.mul(ysum, ir.Constant(isum.type, [_OFFSET[kind]] * nblk)))
         scale = bld.fmul(dw, S.load(bld, dp, vf), flags=S.STRICT)  # d_b * dy_b
-        fma = f"llvm.fma.v{nblk}f32"
         if nblk == 1:
-            one = lambda v: bld.extract_element(v, S.const(0))  # noqa: E731
-            acc = S.call_intrinsic(bld, "llvm.fma.f32", S.F32, [one(bld.sitofp(isum, vf)), one(scale), acc])
+            lane0 = lambda v: bld.extract_element(v, S.const(0))  # noqa: E731
+            acc = S.call_intrinsic(bld, "llvm.fma.f32", S.F32, [lane0(bld.sitofp(isum, vf)), lane0(scale), acc])
             if mw is not None:  # + m s
-                acc = S.call_intrinsic(bld, "llvm.fma.f32", S.F32, [one(mw), one(S.load(bld, ap, vf)), acc])
+                acc = S.call_intrinsic(bld, "llvm.fma.f32", S.F32, [lane0(mw), lane0(S.load(bld, ap, vf)), acc])
             return acc
         lanes = bld.fmul(bld.sitofp(isum, vf), scale, flags=S.STRICT)
         if mw is not None:  # + m_b s_b
-            lanes = S.call_intrinsic(bld, fma, vf, [mw, S.load(bld, ap, vf), lanes])
+            lanes = S.call_intrinsic(bld, f"llvm.fma.v{nblk}f32", vf, [mw, S.load(bld, ap, vf), lanes])
         return bld.fadd(acc, _fsum(bld, lanes), flags=S.STRICT)
 
     def codegen(context, bld, signature, args):
