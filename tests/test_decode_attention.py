@@ -58,3 +58,32 @@ def test_attend_one_per_sequence_equals_attend_one_for_each(dtype):
         # the same arithmetic; the f16 conversion may be vectorised differently in the two kernels (seen on a
         # clean clone), so allow float32 rounding rather than demanding bit equality
         np.testing.assert_allclose(out[i], alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("start,n_tok", [(0, 300), (45, 200), (7, 5)])
+def test_prompt_chunk_attention_matches_float64(start, n_tok, n_threads):
+    """A prompt chunk's causal attention by (KV head, query block) tasks equals a float64 softmax over the keys
+    each query may see: chunks longer than a block, chunks after cached positions, and a chunk shorter than one
+    block (``attention._attend_chunk``)."""
+    from airoboros_ggml.runtime.attention import QUERY_BLOCK, _attend_chunk
+
+    assert n_tok < QUERY_BLOCK or n_tok > QUERY_BLOCK  # the long cases span more than one block
+    rng = np.random.default_rng(start + n_tok)
+    n_kv, group, hd = 3, 3, 64
+    end = start + n_tok
+    q = rng.standard_normal((n_kv, group, n_tok, hd)).astype(np.float32)  # float32 (n_kv, group, n_tok, hd)
+    keys = (rng.standard_normal((n_kv, end, hd)) * 2).astype(np.float32)  # float32 (n_kv, end, hd)
+    values = rng.standard_normal((n_kv, end, hd)).astype(np.float32)  # float32 (n_kv, end, hd)
+    scores = np.einsum("hgtd,hkd->hgtk", q.astype(np.float64), keys.astype(np.float64)) / np.sqrt(hd)
+    scores[..., np.arange(end)[None, :] > (start + np.arange(n_tok))[:, None]] = -np.inf  # causal
+    p = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    ref = np.einsum("hgtk,hkd->hgtd", p / p.sum(axis=-1, keepdims=True), values.astype(np.float64))
+    saved = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        out = np.full_like(q, np.nan)
+        _attend_chunk(q, keys, values, start, out)
+    finally:
+        numba.set_num_threads(saved)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)

@@ -69,8 +69,11 @@ _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
 
-def _pool() -> ThreadPoolExecutor:
-    """Shared worker threads for :meth:`WeightMatrix.matmul` (as many as numba may use)."""
+def worker_pool() -> ThreadPoolExecutor:
+    """Shared worker threads (as many as numba may use) for work that releases the GIL.
+
+    The tiles of :meth:`WeightMatrix.matmul`; the attention tasks of a prompt chunk.
+    """
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
@@ -174,7 +177,7 @@ class WeightMatrix:
         if n_workers == 1:
             work(0)
         else:
-            list(_pool().map(work, range(n_workers)))
+            list(worker_pool().map(work, range(n_workers)))
         return out
 
     @property

@@ -2,16 +2,24 @@
 
 A one-token span (decoding) runs :func:`.decode_attention.attend_one` straight on the cache's storage; a
 longer span (a prompt chunk) converts the span's keys/values to float32 once and runs numpy products with
-a causal mask, one KV head at a time (that keeps the ``(group * n_tok, n_keys)`` scores small). Queries see
-only keys of their own sequence (each span reads its own slot).
+a causal mask, by tasks of one KV head and :data:`QUERY_BLOCK` positions on the worker threads (small
+``(group * block, n_keys)`` scores; a block reads only the keys it may see). Measured on the 2-core box, one
+layer of a 512-token chunk: SmolLM2 (3 KV heads of 3 queries, hd 64) 13.8 -> 6.0 ms, 7B (32 heads, hd 128)
+77 -> 35 ms, against one head at a time over all keys on one thread. Queries see only keys of their own
+sequence (each span reads its own slot).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
+from ..quants.weight import worker_pool
 from .decode_attention import attend_one, attend_one_per_sequence
 from .kv_cache import KVBatch, KVCache, KVSpan
+
+QUERY_BLOCK = 128
+"""Query positions per attention task of a prompt chunk (see :func:`_attend_chunk`)."""
 
 
 def attend(q: np.ndarray, cache: KVCache, layer: int, batch: KVBatch) -> np.ndarray:
@@ -67,10 +75,40 @@ def _attend_span(q: np.ndarray, cache: KVCache, layer: int, span: KVSpan) -> np.
     else:  # one KV head at a time keeps the (group * n_tok, n_keys) scores small
         keys = cache.keys(layer, span.seq, end)  # float32 (n_kv, n_keys, hd)
         values = cache.values(layer, span.seq, end)  # float32 (n_kv, n_keys, hd)
-        hidden = np.arange(end)[None, :] > (span.start + np.arange(n_tok))[:, None]  # bool (n_tok, n_keys)
-        causal = np.where(hidden, np.float32(-np.inf), np.float32(0))  # float32 (n_tok, n_keys)
-        out = np.stack([softmax_attention(qg[h], keys[h], values[h], hd, causal) for h in range(n_kv)])
+        out = np.empty((n_kv, group, n_tok, hd), dtype=np.float32)  # float32 (n_kv, group, n_tok, hd)
+        _attend_chunk(qg.reshape(n_kv, group, n_tok, hd), keys, values, span.start, out)
     return out.reshape(n_kv, group, n_tok, hd).transpose(2, 0, 1, 3).reshape(n_tok, n_head * hd)
+
+
+def _attend_chunk(q: np.ndarray, keys: np.ndarray, values: np.ndarray, start: int, out: np.ndarray) -> None:
+    """Causal attention of a chunk of queries at positions start.. over the keys before each, into ``out``.
+
+    q float32 (n_kv, group, n_tok, hd); keys/values float32 (n_kv, start + n_tok, hd); out float32 (n_kv,
+    group, n_tok, hd). Tasks of one KV head and :data:`QUERY_BLOCK` positions read only the keys their last
+    query may see (a 512-token chunk computes 62% of the full score matrix) and run on the worker threads,
+    costliest first (numpy's BLAS and ufuncs release the GIL).
+    """
+    n_kv, group, n_tok, hd = q.shape
+    masks = {}  # first position of a block -> float32 (block length, keys it sees): 0 or -inf
+    for t0 in range(0, n_tok, QUERY_BLOCK):
+        t1 = min(n_tok, t0 + QUERY_BLOCK)
+        hidden = np.arange(start + t1)[None, :] > (start + np.arange(t0, t1))[:, None]  # bool (t1 - t0, start + t1)
+        masks[t0] = np.where(hidden, np.float32(-np.inf), np.float32(0))
+    tasks = sorted(((h, t0) for h in range(n_kv) for t0 in masks), key=lambda task: -task[1])
+
+    def run(task: tuple[int, int]) -> None:
+        h, t0 = task
+        causal = masks[t0]
+        n_pos, n_keys = causal.shape
+        qh = q[h, :, t0 : t0 + n_pos].reshape(group * n_pos, hd)  # float32 (group * n_pos, hd)
+        att = softmax_attention(qh, keys[h, :n_keys], values[h, :n_keys], hd, causal)
+        out[h, :, t0 : t0 + n_pos] = att.reshape(group, n_pos, hd)
+
+    if numba.get_num_threads() == 1 or len(tasks) == 1:
+        for task in tasks:
+            run(task)
+    else:
+        list(worker_pool().map(run, tasks))
 
 
 def softmax_attention(
