@@ -250,7 +250,8 @@ def _make_rows(kind: int):
                 group(row, o, qs, d, aux, g * GROUP, acc)
             for p in range((nb - nb % GROUP) >> 1, (nb + 1) >> 1):
                 tail(row, qs, d, aux, 2 * p, nb, acc)
-            out[:, r] = acc
+            for t in range(n_tok):  # not out[:, r] = acc: its shape check takes numba ~2 s to compile
+                out[t, r] = acc[t]
 
     return jit_specialised(rows_kernel, GGMLType(kind).name.lower(), fastmath=True)
 
