@@ -84,12 +84,12 @@ def _codes(bld, kind: int, bp) -> ir.Value:
 def _group_codegen(kind: int, nblk: int, one: bool):
     """Codegen of the products of blocks b0..b0+nblk-1 of a weight row (see the module docs).
 
-    ``one``: a single token, ``acc + sum`` returned (args row, o, qs, d, aux int8/float32/... (n_in/...,),
-    b0, acc float32); else every token t of the batch, ``acc[t] += sum`` (qs (n_tok, n_in), d and aux
-    (n_tok, nb), acc (n_tok,)). The weight blocks are unpacked (codes, fp16 scales) once, before the loop over
-    the tokens; each token then costs its ``vpmaddubsw``/``vpmaddwd`` products, one reduction and a few float
-    operations, written out (:data:`.simd.STRICT` flags, explicit FMAs) and the same code in both forms, so a
-    token's bits do not depend on the batch it is in.
+    Args row, o (byte offset of block b0 in the row), qs (n_tok, n_in), d and aux (n_tok, nb), b0, acc.
+    ``one``: token 0 only, ``acc + sum`` returned (acc a float32 scalar); else every token t of the batch,
+    ``acc[t] += sum`` (acc float32 (n_tok,)). The weight blocks are unpacked (codes, fp16 scales) once, before
+    the loop over the tokens; each token then costs its ``vpmaddubsw``/``vpmaddwd`` products, one reduction and
+    a few float operations, written out (:data:`.simd.STRICT` flags, explicit FMAs) and the same code in both
+    forms, so a token's bits do not depend on the batch it is in.
     """
     assert nblk in (1, 2, GROUP)
     bs = LAYOUTS[GGMLType(kind)].type_size
@@ -256,27 +256,29 @@ def _make_rows(kind: int):
     return jit_specialised(rows_kernel, GGMLType(kind).name.lower(), fastmath=True)
 
 
-_rows_q4_0, _rows_q4_1, _rows_q5_0, _rows_q5_1, _rows_q8_0_w = (_make_rows(t) for t in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0))
+_kernel_q4_0, _kernel_q4_1, _kernel_q5_0, _kernel_q5_1, _kernel_q8_0 = (
+    _make_rows(t) for t in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)
+)
 
 
 @numba.njit(inline="always")  # see int_dot._rows
 def _rows_q8_0(kind, raw, r0, r1, qs, d, sums, acc, out):
     """out[:, r] for rows r0..r1-1 of a Q4_0/Q5_0/Q8_0 matrix; acc float32 (n_tok,) scratch."""
     if kind == Q4_0:
-        _rows_q4_0(raw, r0, r1, qs, d, sums, acc, out)
+        _kernel_q4_0(raw, r0, r1, qs, d, sums, acc, out)
     elif kind == Q5_0:
-        _rows_q5_0(raw, r0, r1, qs, d, sums, acc, out)
+        _kernel_q5_0(raw, r0, r1, qs, d, sums, acc, out)
     else:
-        _rows_q8_0_w(raw, r0, r1, qs, d, sums, acc, out)
+        _kernel_q8_0(raw, r0, r1, qs, d, sums, acc, out)
 
 
 @numba.njit(inline="always")  # see int_dot._rows
 def _rows_q8_1(kind, raw, r0, r1, qs, d, s, acc, out):
     """out[:, r] for rows r0..r1-1 of a Q4_1/Q5_1 matrix; acc float32 (n_tok,) scratch."""
     if kind == Q4_1:
-        _rows_q4_1(raw, r0, r1, qs, d, s, acc, out)
+        _kernel_q4_1(raw, r0, r1, qs, d, s, acc, out)
     else:
-        _rows_q5_1(raw, r0, r1, qs, d, s, acc, out)
+        _kernel_q5_1(raw, r0, r1, qs, d, s, acc, out)
 
 
 @numba.njit(cache=True, parallel=True)

@@ -72,7 +72,7 @@ def _attend_span(q: np.ndarray, cache: KVCache, layer: int, span: KVSpan) -> np.
     if n_tok == 1:  # straight from the cache, no float32 copy of it
         out = np.empty((n_kv, group, hd), dtype=np.float32)  # float32 (n_kv, group, hd)
         attend_one(np.ascontiguousarray(qg), keys, values, end, out)
-    else:  # one KV head at a time keeps the (group * n_tok, n_keys) scores small
+    else:  # float32 copies of the span's keys and values, then tasks of one KV head and query block
         keys = cache.keys(layer, span.seq, end)  # float32 (n_kv, n_keys, hd)
         values = cache.values(layer, span.seq, end)  # float32 (n_kv, n_keys, hd)
         out = np.empty((n_kv, group, n_tok, hd), dtype=np.float32)  # float32 (n_kv, group, n_tok, hd)
