@@ -4,7 +4,7 @@ import asyncio
 
 from llama_index.core.prompts import PromptTemplate
 from llama_index.llms.airoboros_ggml import AiroborosGGML
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Animal(BaseModel):
@@ -12,6 +12,15 @@ class Animal(BaseModel):
 
     name: str
     legs: int
+    can_fly: bool
+
+
+class BoundedAnimal(BaseModel):
+    """:class:`Animal` with bounds in its schema, so that every object fits in ``max_tokens``: unbounded, one of
+    ten sampled answers (a 100-character name, then digits) ran past 64 tokens and was cut mid-object."""
+
+    name: str = Field(max_length=32)
+    legs: int = Field(ge=0, le=1000)
     can_fly: bool
 
 
@@ -25,8 +34,9 @@ def structured_llm(model) -> AiroborosGGML:
 
 def test_structured_predict_is_valid_for_ten_prompts(model):
     llm = structured_llm(model)
-    results = [llm.structured_predict(Animal, PROMPT, animal=animal) for animal in ANIMALS]
-    assert all(isinstance(result, Animal) for result in results)
+    results = [llm.structured_predict(BoundedAnimal, PROMPT, animal=animal) for animal in ANIMALS]
+    assert all(isinstance(result, BoundedAnimal) for result in results)
+    assert all(len(result.name) <= 32 and 0 <= result.legs <= 1000 for result in results)
     assert llm.model_dump()["max_tokens"] == 64  # the schema went to the calls, not to the instance
 
 
