@@ -13,7 +13,7 @@ per-call scratch is at most one float32 tile of ``TILE_ROWS x n_in`` plus a few 
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -69,16 +69,27 @@ _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
 
-def worker_pool() -> ThreadPoolExecutor:
-    """Shared worker threads (as many as numba may use) for work that releases the GIL.
-
-    The tiles of :meth:`WeightMatrix.matmul`; the attention tasks of a prompt chunk.
-    """
+def _worker_pool() -> ThreadPoolExecutor:
+    """Shared worker threads (as many as numba may use) for work that releases the GIL."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS, thread_name_prefix="quants")
         return _POOL
+
+
+def run_on_workers(work: Callable[[int, int], None], n_tasks: int) -> None:
+    """``work(k, n)`` for k = 0 .. n-1 on the shared worker threads, n = min(``numba.get_num_threads()``, n_tasks).
+
+    Worker k takes every n-th task from k (``tasks[k::n]``), so at most the model's thread count run at once
+    (the pool itself holds as many threads as numba may ever use); a single worker runs in the calling thread.
+    Used by the tiles of :meth:`WeightMatrix.matmul` and the attention tasks of a prompt chunk.
+    """
+    n = max(1, min(numba.get_num_threads(), n_tasks))
+    if n == 1:
+        work(0, 1)
+    else:
+        list(_worker_pool().map(lambda k: work(k, n), range(n)))
 
 
 class WeightMatrix:
@@ -165,19 +176,15 @@ class WeightMatrix:
         rows = min(TILE_ROWS, self.n_out)
         starts = list(range(0, self.n_out, rows))
         decode_tile = tiles.decode_tile_kernel(int(self.ggml_type))
-        n_workers = max(1, min(numba.get_num_threads(), len(starts)))
 
-        def work(k: int) -> None:
+        def work(k: int, n_workers: int) -> None:
             tile = np.empty((rows, self.n_in), dtype=np.float32)  # float32 (TILE_ROWS, n_in) scratch
             for r0 in starts[k::n_workers]:
                 m = min(rows, self.n_out - r0)
                 decode_tile(self.raw, r0, tile[:m])
                 np.matmul(X, tile[:m].T, out=out[:, r0 : r0 + m])  # each worker fills its own columns
 
-        if n_workers == 1:
-            work(0)
-        else:
-            list(worker_pool().map(work, range(n_workers)))
+        run_on_workers(work, len(starts))
         return out
 
     @property

@@ -11,10 +11,9 @@ sequence (each span reads its own slot).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from ..quants.weight import worker_pool
+from ..quants.weight import run_on_workers
 from .decode_attention import attend_one, attend_one_per_sequence
 from .kv_cache import KVBatch, KVCache, KVSpan
 
@@ -85,8 +84,9 @@ def _attend_chunk(q: np.ndarray, keys: np.ndarray, values: np.ndarray, start: in
 
     q float32 (n_kv, group, n_tok, hd); keys/values float32 (n_kv, start + n_tok, hd); out float32 (n_kv,
     group, n_tok, hd). Tasks of one KV head and :data:`QUERY_BLOCK` positions read only the keys their last
-    query may see (a 512-token chunk computes 62% of the full score matrix) and run on the worker threads,
-    costliest first (numpy's BLAS and ufuncs release the GIL).
+    query may see (a 512-token chunk computes 62% of the full score matrix); costliest first, each of the
+    model's threads takes the next one when it is free (:func:`~airoboros_ggml.quants.weight.run_on_workers`;
+    numpy's BLAS and ufuncs release the GIL).
     """
     n_kv, group, n_tok, hd = q.shape
     masks = {}  # first position of a block -> float32 (block length, keys it sees): 0 or -inf
@@ -95,20 +95,17 @@ def _attend_chunk(q: np.ndarray, keys: np.ndarray, values: np.ndarray, start: in
         hidden = np.arange(start + t1)[None, :] > (start + np.arange(t0, t1))[:, None]  # bool (t1 - t0, start + t1)
         masks[t0] = np.where(hidden, np.float32(-np.inf), np.float32(0))
     tasks = sorted(((h, t0) for h in range(n_kv) for t0 in masks), key=lambda task: -task[1])
+    queue = iter(tasks)  # shared by the workers: each takes the next task when it is free
 
-    def run(task: tuple[int, int]) -> None:
-        h, t0 = task
-        causal = masks[t0]
-        n_pos, n_keys = causal.shape
-        qh = q[h, :, t0 : t0 + n_pos].reshape(group * n_pos, hd)  # float32 (group * n_pos, hd)
-        att = softmax_attention(qh, keys[h, :n_keys], values[h, :n_keys], hd, causal)
-        out[h, :, t0 : t0 + n_pos] = att.reshape(group, n_pos, hd)
+    def work(_worker: int, _n_workers: int) -> None:
+        for h, t0 in queue:
+            causal = masks[t0]
+            n_pos, n_keys = causal.shape
+            qh = q[h, :, t0 : t0 + n_pos].reshape(group * n_pos, hd)  # float32 (group * n_pos, hd)
+            att = softmax_attention(qh, keys[h, :n_keys], values[h, :n_keys], hd, causal)
+            out[h, :, t0 : t0 + n_pos] = att.reshape(group, n_pos, hd)
 
-    if numba.get_num_threads() == 1 or len(tasks) == 1:
-        for task in tasks:
-            run(task)
-    else:
-        list(worker_pool().map(run, tasks))
+    run_on_workers(work, len(tasks))
 
 
 def softmax_attention(
