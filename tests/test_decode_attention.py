@@ -87,3 +87,25 @@ def test_prompt_chunk_attention_matches_float64(start, n_tok, n_threads):
     finally:
         numba.set_num_threads(saved)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_worker_tasks_use_at_most_the_model_threads(n_threads):
+    """``run_on_workers`` (prompt-chunk attention, matmul tiles) starts min(threads, tasks) workers, however many
+    threads the shared pool holds; one worker runs in the calling thread."""
+    import threading
+
+    from airoboros_ggml.quants.weight import run_on_workers
+
+    calls = []  # (worker, workers, thread) per call
+    saved = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        run_on_workers(lambda k, n: calls.append((k, n, threading.get_ident())), 10)
+        run_on_workers(lambda k, n: calls.append((k, n, None)), 1)
+    finally:
+        numba.set_num_threads(saved)
+    assert sorted(c[:2] for c in calls[:-1]) == [(k, n_threads) for k in range(n_threads)]
+    assert calls[-1][:2] == (0, 1)
+    if n_threads == 1:
+        assert calls[0][2] == threading.get_ident()
