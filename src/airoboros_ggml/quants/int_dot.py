@@ -3,13 +3,17 @@
 For one token, ``out[r] = sum_b yd[b] * dot_b(row r, y)`` where ``y`` is the activation vector quantized to
 Q8_K (:mod:`.q8_activations`) and ``dot_b`` is one 256-element block's product computed with 8/16-bit integer
 SIMD: ``vpmaddubsw`` multiplies 32 unsigned weight codes by 32 signed activation bytes, ``vpmaddwd`` applies
-the integer sub-block scales, and only the block total is converted to float (see :mod:`.simd`). That is ~4
-instructions per 64 weights instead of ~20 for the exact float32 kernels of :mod:`.fused`, so the kernels run
-at memory bandwidth (measured on the 2-core box: Q4_K 12.5 -> 34 GB/s, Q6_K 11.4 -> 41 GB/s).
+the integer sub-block scales (see :mod:`.simd`). That is ~4 instructions per 64 weights instead of ~20 for the
+exact float32 kernels of :mod:`.fused`, so the kernels run at memory bandwidth (measured on the 2-core box:
+Q4_K 12.5 -> 34 GB/s, Q6_K 11.4 -> 41 GB/s).
 
-Per block (every type): the block intrinsic returns ``float32(d_w * isum - dmin_w * msum)``; the weight
-codes fed to ``vpmaddubsw`` are unsigned, and offsets (mins, Q6_K's -32, Q3_K's -4) are applied through the
-activation ``bsums`` (``bsum_g`` = sum of the 16 activation bytes of group g, ``y`` the activation bytes):
+Per block and token (every type), the products are exact integers in the 8 i32 lanes of a vector (``isum``
+and ``msum`` below are their lane sums); the lanes are not summed per block (a horizontal sum cost ~20% of a
+Q4_K block) but converted to float and added, scaled, to a float32 (8,) accumulator per (row, token)
+(:func:`accumulate`: ``d_w*yd`` times the ``isum`` lanes, ``-dmin_w*yd`` times the ``msum`` lanes), folded
+once per row (:func:`lane_total`). The weight codes fed to ``vpmaddubsw`` are unsigned, and offsets (mins,
+Q6_K's -32, Q3_K's -4) are applied through the activation ``bsums`` (``bsum_g`` = sum of the 16 activation
+bytes of group g, ``y`` the activation bytes):
 
 * ``Q2_K``: ``isum = sum_g sc_g * sum_{i in g} q_i y_i`` (16 groups of 16, 2-bit q, sc_g = low nibble of
   scales[g]), ``msum = sum_g m_g * bsum_g`` (m_g = high nibble).
@@ -26,7 +30,9 @@ activation ``bsums`` (``bsum_g`` = sum of the 16 activation bytes of group g, ``
 No integer overflow: ``vpmaddubsw`` saturates a pair sum to int16, and the largest pair |u0*y0 + u1*y1| is
 2 * qmax * 128 = 768 (Q2_K), 1792 (Q3_K), 3840 (Q4_K), 7936 (Q5_K), 16128 (Q6_K), all < 2^15; ``vpmaddwd``
 with scales |sc| <= 63 (Q6_K int8: 128) and a block total (at most 256 * 63 * 128 * 128 ~ 2^28 for Q6_K) stay
-far under 2^31.
+far under 2^31. Every kernel of a K-quant type (the one-token and batch row kernels here, the tiles of
+:mod:`.int_gemm`) computes the same lanes with the same float operations: a token's result does not depend on
+the batch or the kernel (tested bit for bit).
 """
 
 from __future__ import annotations
@@ -44,36 +50,6 @@ from .fused import PREFETCH_AHEAD, ROWS_PER_TASK, _prefetch
 from .kernels import Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
 from .q8_activations import Q8K, QK_K
 from .specialise import jit_specialised
-
-
-def kq_value(bld, d, isum, dmin=None, msum=None) -> ir.Value:
-    """``d*float(isum) - dmin*float(msum)`` (or ``d*float(isum)``), float32 scalars or vectors, as written.
-
-    The float operations of a K-quant block's value, shared with :mod:`.int_gemm` (flags :data:`.simd.STRICT`:
-    no fusing or reordering, so that both give the same bits).
-    """
-    value = bld.fmul(d, bld.sitofp(isum, d.type), flags=S.STRICT)
-    if dmin is None:
-        return value
-    return bld.fsub(value, bld.fmul(dmin, bld.sitofp(msum, d.type), flags=S.STRICT), flags=S.STRICT)
-
-
-def kq_value_pair(bld, dd, sums) -> ir.Value:
-    """:func:`kq_value` of float32 (2,) ``dd`` = (d, dmin) and i32 (2,) ``sums`` = (isum, msum).
-
-    The same float operations, the two products in one vector instruction.
-    """
-    prod = bld.fmul(dd, bld.sitofp(sums, dd.type), flags=S.STRICT)
-    return bld.fsub(bld.extract_element(prod, S.const(0)), bld.extract_element(prod, S.const(1)), flags=S.STRICT)
-
-
-def _block_pointers(context, builder, sig, args):
-    """Pointers to the weight block, its 256 activation bytes and its 16 bsums (args: row, o, qs, bsums, b)."""
-    b = args[4]
-    rp = S.array_ptr(context, builder, sig.args[0], args[0], args[1])
-    yp = S.array_ptr(context, builder, sig.args[2], args[2], builder.mul(b, ir.Constant(b.type, QK_K)))
-    bp = S.array_ptr(context, builder, sig.args[3], args[3], builder.mul(b, ir.Constant(b.type, 16)))
-    return rp, yp, bp
 
 
 def k4_scale_bytes(bld, rp) -> ir.Value:
@@ -130,41 +106,6 @@ def k4_codes(bld, rp, qo, qh_o) -> list:
     return codes
 
 
-def _k4_block(bld, rp, yp, bp, qo, qh_o):
-    """float32 ``d*isum - dmin*msum`` of a Q4_K (qh_o None) or Q5_K (high bits at rp + qh_o) block."""
-    sb = k4_scale_bytes(bld, rp)  # u8 (32,): scales 0..7, mins 0..7, twice
-    bs = S.load(bld, bp, S.V16I16)  # i16 (16,) activation sums per 16
-    mins = S.maddwd(bld, bs, k4_min_coefs(bld, sb))  # i32 (8,) partial sums of msum
-    acc = None
-    for k, (u, sc) in enumerate(zip(k4_codes(bld, rp, qo, qh_o), k4_chunk_scales(bld, sb), strict=True)):
-        y = S.load(bld, S.byte_ptr(bld, yp, 32 * k), S.V32I8)
-        t = S.maddwd(bld, S.maddubs(bld, u, y), sc)
-        acc = t if acc is None else bld.add(acc, t)
-    return kq_value_pair(bld, S.load_f16x2(bld, rp), S.hsum2(bld, acc, mins))
-
-
-@intrinsic
-def _q4_k_block(typingctx, row, o, qs, bsums, b):
-    """float32 ``d*isum - dmin*msum`` of the Q4_K block at row[o] and activation block b."""
-    sig = types.float32(row, o, qs, bsums, b)
-
-    def codegen(context, bld, signature, args):
-        return _k4_block(bld, *_block_pointers(context, bld, signature, args), 16, None)
-
-    return sig, codegen
-
-
-@intrinsic
-def _q5_k_block(typingctx, row, o, qs, bsums, b):
-    """float32 ``d*isum - dmin*msum`` of the Q5_K block at row[o] and activation block b."""
-    sig = types.float32(row, o, qs, bsums, b)
-
-    def codegen(context, bld, signature, args):
-        return _k4_block(bld, *_block_pointers(context, bld, signature, args), 48, 16)
-
-    return sig, codegen
-
-
 def low2_chunks(bld, rp, qo):
     """The 8 vectors u8 (32,) of 2-bit codes of elements 32j..32j+31 (j = 4h + s) from qs[64] at rp + qo."""
     m3 = S.const(3, S.V32I8)
@@ -175,46 +116,11 @@ def low2_chunks(bld, rp, qo):
     return out
 
 
-def _group_dot(bld, codes, yp, sc):
-    """i32 (8,) partial sums of ``sum_g sc_g * sum_{i in g} code_i y_i`` over 8 chunks of 32 codes."""
-    acc = None
-    for j, (u, scj) in enumerate(zip(codes, group_chunk_scales(bld, sc), strict=True)):
-        y = S.load(bld, S.byte_ptr(bld, yp, 32 * j), S.V32I8)
-        t = S.maddwd(bld, S.maddubs(bld, u, y), scj)
-        acc = t if acc is None else bld.add(acc, t)
-    return acc
-
-
-def _offset_sum(bld, dot, bp, sc, shift: int) -> ir.Value:
-    """i32 ``isum`` of the types with code offsets: the lanes of ``dot - (sum_g sc_g * bsum_g) << shift``.
-
-    dot: i32 (8,) partial sums of the codes' products; bp: the block's 16 bsums; sc: i16 (16,) group scales;
-    the offset is 2**shift (Q3_K: 4, Q6_K: 32). One horizontal sum of an exact integer vector.
-    """
-    offsets = S.maddwd(bld, S.load(bld, bp, S.V16I16), sc)  # i32 (8,) partial sums of sum_g sc_g * bsum_g
-    return S.hsum(bld, bld.sub(dot, bld.shl(offsets, S.const(shift, S.V8I32))))
-
-
 def q2_scales_mins(bld, rp) -> tuple:
     """i16 (16,) group scales and i16 (16,) group mins (0..15 each) of the Q2_K block at rp."""
     sb = S.load(bld, rp, S.V16I8)  # u8 (16,): scale | min << 4 per group
     return (bld.zext(bld.and_(sb, S.const(15, S.V16I8)), S.V16I16),
             bld.zext(bld.lshr(sb, S.const(4, S.V16I8)), S.V16I16))
-
-
-@intrinsic
-def _q2_k_block(typingctx, row, o, qs, bsums, b):
-    """float32 ``d*isum - dmin*msum`` of the Q2_K block at row[o] and activation block b."""
-    sig = types.float32(row, o, qs, bsums, b)
-
-    def codegen(context, bld, signature, args):
-        rp, yp, bp = _block_pointers(context, bld, signature, args)
-        sc, mn = q2_scales_mins(bld, rp)  # i16 (16,) each: group scales and mins 0..15
-        mins = S.maddwd(bld, S.load(bld, bp, S.V16I16), mn)  # i32 (8,) partial sums of msum
-        dot = _group_dot(bld, low2_chunks(bld, rp, 16), yp, sc)
-        return kq_value_pair(bld, S.load_f16x2(bld, S.byte_ptr(bld, rp, 80)), S.hsum2(bld, dot, mins))
-
-    return sig, codegen
 
 
 def q3_scales(bld, rp) -> ir.Value:
@@ -245,20 +151,6 @@ def q3_codes(bld, rp) -> list:
     ]
 
 
-@intrinsic
-def _q3_k_block(typingctx, row, o, qs, bsums, b):
-    """float32 ``d*isum`` of the Q3_K block at row[o] and activation block b."""
-    sig = types.float32(row, o, qs, bsums, b)
-
-    def codegen(context, bld, signature, args):
-        rp, yp, bp = _block_pointers(context, bld, signature, args)
-        d = S.load_f16(bld, S.byte_ptr(bld, rp, 108))
-        sc = q3_scales(bld, rp)  # i16 (16,) signed group scales -32..31
-        return kq_value(bld, d, _offset_sum(bld, _group_dot(bld, q3_codes(bld, rp), yp, sc), bp, sc, 2))
-
-    return sig, codegen
-
-
 def q6_codes(bld, rp) -> list:
     """The 8 vectors u8 (32,) of 6-bit codes (0..63) of elements 32k..32k+31 of the Q6_K block at rp."""
     m15, m3 = S.const(15, S.V32I8), S.const(3, S.V32I8)
@@ -282,20 +174,6 @@ def q6_codes(bld, rp) -> list:
 def q6_scales(bld, rp) -> ir.Value:
     """i16 (16,) int8 group scales of the Q6_K block at rp."""
     return bld.sext(S.load(bld, S.byte_ptr(bld, rp, 192), S.V16I8), S.V16I16)
-
-
-@intrinsic
-def _q6_k_block(typingctx, row, o, qs, bsums, b):
-    """float32 ``d*isum`` of the Q6_K block at row[o] and activation block b."""
-    sig = types.float32(row, o, qs, bsums, b)
-
-    def codegen(context, bld, signature, args):
-        rp, yp, bp = _block_pointers(context, bld, signature, args)
-        d = S.load_f16(bld, S.byte_ptr(bld, rp, 208))
-        sc = q6_scales(bld, rp)  # i16 (16,) group scales
-        return kq_value(bld, d, _offset_sum(bld, _group_dot(bld, q6_codes(bld, rp), yp, sc), bp, sc, 5))
-
-    return sig, codegen
 
 
 def unpack_block(bld, kind: int, rp) -> tuple:
@@ -324,41 +202,104 @@ def unpack_block(bld, kind: int, rp) -> tuple:
     return codes, group_chunk_scales(bld, sc), coef, d, dmin
 
 
+LANES = 8
+"""Float32 lanes of a K-quant (row, token) accumulator (:func:`accumulate`); :func:`lane_total` folds them."""
+
+
+def chunk_products(bld, codes: list, chunk_scales: list, yp) -> ir.Value:
+    """i32 (8,) lane sums of ``sum_k chunk_scales[k] * (codes[k] . y_k)`` over a block's 8 chunks of 32."""
+    acc = None
+    for k in range(8):
+        y = S.load(bld, S.byte_ptr(bld, yp, 32 * k), S.V32I8)
+        t = S.maddwd(bld, S.maddubs(bld, codes[k], y), chunk_scales[k])
+        acc = t if acc is None else bld.add(acc, t)
+    return acc
+
+
+def accumulate(bld, acc, dot, corr, dw, dmin, dy) -> ir.Value:
+    """``acc`` (float32 (8,)) plus one block's lane values for one token; the float arithmetic of every kernel.
+
+    dot: i32 (8,) lane sums of the code products (:func:`chunk_products`); corr: i32 (8,) lane sums of the
+    bsums times the :func:`unpack_block` coefficients; dw, dmin: the block's float32 scales (dmin None for the
+    types without mins); dy: the token's activation scale. Without mins the lanes are ``float(dot + corr) *
+    (dw*dy)`` (corr: the code offsets); with mins, lane p < 4 is ``float(dot[p] + dot[p+4]) * (dw*dy)`` and
+    lane 4 + p is ``float(corr[p] + corr[p+4]) * (-dmin*dy)``. One ``llvm.fma`` per block and token. The integer lanes
+    are exact; they convert exactly up to 2^24 (every lane of Q2_K..Q5_K; Q6_K's can exceed it, and round the
+    same way in every kernel).
+    """
+    if dmin is None:
+        scale = S.splat(bld, bld.fmul(dw, dy, flags=S.STRICT), LANES)
+        return S.fma(bld, bld.sitofp(bld.add(dot, corr), S.V8F32), scale, acc)
+    # lanes 0..3: dot's 128-bit halves added, 4..7: corr's (exact: |lane| < 2^24 for Q2_K/Q4_K/Q5_K)
+    both = bld.add(bld.shuffle_vector(dot, corr, ir.Constant(S.V8I32, [0, 1, 2, 3, 8, 9, 10, 11])),
+                   bld.shuffle_vector(dot, corr, ir.Constant(S.V8I32, [4, 5, 6, 7, 12, 13, 14, 15])))
+    pair = ir.Constant(ir.VectorType(S.F32, 2), ir.Undefined)
+    pair = bld.insert_element(bld.insert_element(pair, dw, S.const(0)), dmin, S.const(1))
+    w = bld.bitcast(bld.xor(bld.bitcast(S.pick(bld, pair, [0, 0, 0, 0, 1, 1, 1, 1]), S.V8I32),
+                            ir.Constant(S.V8I32, [0] * 4 + [-(1 << 31)] * 4)), S.V8F32)  # dw x4, -dmin x4
+    return S.fma(bld, bld.sitofp(both, S.V8F32), bld.fmul(w, S.splat(bld, dy, LANES), flags=S.STRICT), acc)
+
+
+@intrinsic
+def lane_total(typingctx, acc, i):
+    """float32 sum of the lanes ``acc[LANES*i : LANES*i + LANES]`` in the fixed order of :func:`.simd.fold_lanes`."""
+    sig = types.float32(acc, i)
+
+    def codegen(context, bld, signature, args):
+        p = S.array_ptr(context, bld, signature.args[0], args[0], bld.mul(args[1], ir.Constant(args[1].type, LANES)))
+        return S.fold_lanes(bld, bld.load(bld.bitcast(p, S.V8F32.as_pointer()), align=4))
+
+    return sig, codegen
+
+
 QUAD = 4
 """Tokens whose products the batch row kernels compute together, chunk by chunk (then pairs, then one)."""
 
+_BLOCK_BYTES = {Q2_K: 84, Q3_K: 110, Q4_K: 144, Q5_K: 176, Q6_K: 210}
+_D_AT = {Q2_K: 80, Q4_K: 0, Q5_K: 0}  # byte offset of the fp16 d, dmin pair of the types with mins
 
-def _group_totals(bld, dots: list, corrs: list, has_min: bool) -> tuple:
-    """i32 (G,) ``isum`` and (with mins) i32 (G,) ``msum`` of G = 1, 2 or 4 tokens.
 
-    From their i32 (8,) dot and bsum-coefficient partial sums: one ``vphaddd`` tree for all of them.
+def _row_one_codegen(kind: int):
+    """Codegen: ``dot(dequant(row), y)`` of one K-quant row and one token, the loop over blocks in IR.
+
+    The lane accumulator stays in registers for the whole row (one float32 (8,) vector, folded once at
+    the end); each block's cache lines are prefetched PREFETCH_AHEAD bytes ahead.
     """
-    g = len(dots)
-    if not has_min:  # the bsum terms are code offsets, part of isum
-        sums = [bld.add(dot, corr) for dot, corr in zip(dots, corrs, strict=True)]
-        if g == 4:
-            return S.hsum4(bld, sums), None
-        if g == 2:
-            return S.hsum2(bld, *sums), None
-        return S.splat(bld, S.hsum(bld, sums[0]), 1), None
-    if g == 4:
-        tot = S.hsum8(bld, dots + corrs)  # lanes 0..3: isum, 4..7: msum
-    elif g == 2:
-        tot = S.hsum4(bld, dots + corrs)  # lanes 0, 1: isum, 2, 3: msum
-    else:
-        tot = S.hsum2(bld, dots[0], corrs[0])
-    return S.pick(bld, tot, list(range(g))), S.pick(bld, tot, list(range(g, 2 * g)))
+    size = _BLOCK_BYTES[kind]
+    i64 = ir.IntType(64)
+
+    def codegen(context, bld, sig, args):
+        row, qs, d, bsums = args
+        zero = ir.Constant(i64, 0)
+        rp0, yp0, dp0, bp0 = (S.array_ptr(context, bld, t, a, zero) for t, a in zip(sig.args, args, strict=True))
+        nb = cgutils.unpack_tuple(bld, context.make_array(sig.args[2])(context, bld, d).shape)[0]
+        accp = cgutils.alloca_once_value(bld, ir.Constant(S.V8F32, [0.0] * LANES))
+        with cgutils.for_range(bld, nb) as loop:
+            b = loop.index
+            rp = bld.gep(rp0, [bld.mul(b, ir.Constant(i64, size))])
+            for k in range((size + 63) // 64):
+                S.prefetch(bld, bld.gep(rp, [ir.Constant(i64, PREFETCH_AHEAD + 64 * k)]))
+            codes, chunk_scales, coef, dw, dmin = unpack_block(bld, kind, rp)
+            if dmin is not None:  # the two halves in one load and one conversion
+                pair = S.load_f16x2(bld, S.byte_ptr(bld, rp, _D_AT[kind]))
+                dw, dmin = (bld.extract_element(pair, S.const(i)) for i in (0, 1))
+            dot = chunk_products(bld, codes, chunk_scales, bld.gep(yp0, [bld.mul(b, ir.Constant(i64, QK_K))]))
+            corr = S.maddwd(bld, S.load(bld, bld.gep(bp0, [bld.mul(b, ir.Constant(i64, 16))]), S.V16I16), coef)
+            dy = bld.load(bld.gep(dp0, [b]))
+            bld.store(accumulate(bld, bld.load(accp), dot, corr, dw, dmin, dy), accp)
+        return S.fold_lanes(bld, bld.load(accp))
+
+    return codegen
 
 
 def _tokens_codegen(kind: int):
-    """Codegen: ``acc[t] += dy[t, b] * value`` of the block at row[o] for every token t of the batch.
+    """Codegen: add the block at row[o] times every token t of the batch to t's lanes ``acc[8t : 8t + 8]``.
 
     Tokens go by groups of :data:`QUAD`, then a pair, then a single one. A group unpacks the block
     (:func:`unpack_block`) and takes its products chunk by chunk, each chunk's codes and scales used by all
     its tokens while in registers (17 unpacked vectors held for a whole batch do not fit AVX2's 16
-    registers: spilled, reloaded, twice the time); its tokens' block totals share one ``vphaddd`` tree and
-    one vector of float operations. A token's value is :func:`kq_value` of the same integers and its
-    accumulation one FMA, as the one-token kernels compute it: the same bits.
+    registers: spilled, reloaded, twice the time). A token's lanes get :func:`accumulate` of the same
+    integers as in the one-token kernel: the same bits.
     """
     i64 = ir.IntType(64)
 
@@ -369,7 +310,7 @@ def _tokens_codegen(kind: int):
         b = bld.sext(b, i64) if b.type != i64 else b
 
         def group(t0, g: int) -> None:
-            """The products, totals and accumulation of tokens t0 .. t0 + g - 1."""
+            """The products and accumulation of tokens t0 .. t0 + g - 1."""
             codes, chunk_scales, coef, dw, dmin = unpack_block(bld, kind, rp)
             toks = [bld.add(t0, ir.Constant(i64, j)) for j in range(g)]
             yps = [S.item_ptr(context, bld, a_qs, qs, [t, bld.mul(b, ir.Constant(i64, QK_K))]) for t in toks]
@@ -379,23 +320,13 @@ def _tokens_codegen(kind: int):
                     y = S.load(bld, S.byte_ptr(bld, yps[j], 32 * k), S.V32I8)
                     v = S.maddwd(bld, S.maddubs(bld, codes[k], y), chunk_scales[k])
                     dots[j] = v if dots[j] is None else bld.add(dots[j], v)
-            corrs = [
-                S.maddwd(bld, S.load(bld, S.item_ptr(context, bld, a_bs, bsums, [t, bld.mul(b, ir.Constant(i64, 16))]),
-                                     S.V16I16), coef)
-                for t in toks
-            ]
-            isum, msum = _group_totals(bld, dots, corrs, dmin is not None)
-            if dmin is None:
-                value = kq_value(bld, S.splat(bld, dw, g), isum)
-            else:
-                value = kq_value(bld, S.splat(bld, dw, g), isum, S.splat(bld, dmin, g), msum)
-            vg = ir.VectorType(S.F32, g)
-            dy = ir.Constant(vg, ir.Undefined)
             for j, t in enumerate(toks):
-                dy = bld.insert_element(dy, S.load(bld, S.item_ptr(context, bld, a_d, d, [t, b]), S.F32), S.const(j))
-            accp = bld.bitcast(S.item_ptr(context, bld, a_acc, acc, [t0]), vg.as_pointer())
-            # acc += dy * value as the one-token kernels' numba code writes it (fastmath: one FMA per lane)
-            bld.store(bld.fadd(bld.load(accp, align=4), bld.fmul(dy, value)), accp, align=4)
+                bp = S.item_ptr(context, bld, a_bs, bsums, [t, bld.mul(b, ir.Constant(i64, 16))])
+                corr = S.maddwd(bld, S.load(bld, bp, S.V16I16), coef)
+                dy = S.load(bld, S.item_ptr(context, bld, a_d, d, [t, b]), S.F32)
+                accp = S.item_ptr(context, bld, a_acc, acc, [bld.mul(t, ir.Constant(i64, LANES))])
+                accp = bld.bitcast(accp, S.V8F32.as_pointer())
+                bld.store(accumulate(bld, bld.load(accp, align=4), dots[j], corr, dw, dmin, dy), accp, align=4)
 
         n_tok = cgutils.unpack_tuple(bld, context.make_array(a_d)(context, bld, d).shape)[0]
         done = ir.Constant(i64, 0)
@@ -417,14 +348,10 @@ def _make_tokens(kind: int):
     return intrinsic(tokens)
 
 
-_BLOCK_BYTES = {Q2_K: 84, Q3_K: 110, Q4_K: 144, Q5_K: 176, Q6_K: 210}
-_ONE_BLOCK = {Q2_K: _q2_k_block, Q3_K: _q3_k_block, Q4_K: _q4_k_block, Q5_K: _q5_k_block, Q6_K: _q6_k_block}
-
-# Row kernels: one per type and per case (one token with a scalar accumulator, ~20% faster than the
-# batched form; or a batch of tokens, each weight block read once and unpacked once per group of up to 4
-# tokens), each compiled under a name of its own (:mod:`.specialise`). A type flag tested inside these loops, or a block
-# function passed as an argument, cost 10-20% in measurements. Each block's cache lines are prefetched
-# PREFETCH_AHEAD bytes ahead, at most 64 bytes apart so that none is skipped.
+# Row kernels: one per type and per case (one token, the block loop in IR with the lanes in registers; or a
+# batch of tokens, each weight block read once and unpacked once per group of up to 4 tokens), each compiled
+# under a name of its own (:mod:`.specialise`). A type flag tested inside these loops, or a block function
+# passed as an argument, cost 10-20% in measurements.
 
 
 def _make_row_one(kind: int):
@@ -432,20 +359,17 @@ def _make_row_one(kind: int):
 
     qs int8 (n_in,), d float32 (nb,), bsums int16 (n_in/16,).
     """
-    size = _BLOCK_BYTES[kind]
-    one = _ONE_BLOCK[kind]
-    lines = (size + 63) // 64
+
+    def row_dot(typingctx, row, qs, d, bsums):
+        return types.float32(row, qs, d, bsums), _row_one_codegen(kind)
+
+    row_dot.__name__ = f"_row_dot_{kind}"
+    row_dot = intrinsic(row_dot)
 
     def row_one(row, qs, d, bsums):
-        acc = np.float32(0)
-        for b in range(d.shape[0]):
-            o = b * size
-            for k in range(lines):
-                _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
-            acc += d[b] * one(row, o, qs, bsums, b)
-        return acc
+        return row_dot(row, qs, d, bsums)
 
-    return jit_specialised(row_one, GGMLType(kind).name.lower(), fastmath=True)
+    return jit_specialised(row_one, GGMLType(kind).name.lower())
 
 
 _row_q2_k, _row_q3_k, _row_q4_k, _row_q5_k, _row_q6_k = (_make_row_one(t) for t in (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K))
@@ -454,9 +378,9 @@ _row_q2_k, _row_q3_k, _row_q4_k, _row_q5_k, _row_q6_k = (_make_row_one(t) for t 
 def _make_row_batch(kind: int, block_bytes: int):
     """The batch row kernel of K-quant type ``kind``, compiled under a name of its own (:mod:`.specialise`).
 
-    ``(row, qs, d, bsums, acc)``: acc[t] = dot(dequant(row), y_t) for every token of the batch (qs int8
-    (n_tok, n_in), d float32 (n_tok, nb), bsums int16 (n_tok, n_in/16), acc float32 (n_tok,)); each block
-    read once for all tokens, unpacked once per group of up to 4.
+    ``(row, qs, d, bsums, acc)``: token t's lanes in acc[8t : 8t + 8] (qs int8 (n_tok, n_in), d float32
+    (n_tok, nb), bsums int16 (n_tok, n_in/16), acc float32 (LANES * n_tok,)); each block read once for all
+    tokens, unpacked once per group of up to 4.
     """
     tokens = _make_tokens(kind)
     lines = (block_bytes + 63) // 64
@@ -469,7 +393,7 @@ def _make_row_batch(kind: int, block_bytes: int):
                 _prefetch(row, o + PREFETCH_AHEAD + 64 * k)
             tokens(row, o, qs, d, bsums, b, acc)
 
-    return jit_specialised(row_batch, GGMLType(kind).name.lower(), fastmath=True)
+    return jit_specialised(row_batch, GGMLType(kind).name.lower())
 
 
 _row_q2_k_batch, _row_q3_k_batch, _row_q4_k_batch, _row_q5_k_batch, _row_q6_k_batch = (
@@ -479,7 +403,7 @@ _row_q2_k_batch, _row_q3_k_batch, _row_q4_k_batch, _row_q5_k_batch, _row_q6_k_ba
 
 @numba.njit(inline="always")
 def _rows(kind, raw, r0, r1, qs, d, bsums, acc, out):
-    """out[:, r] for rows r0..r1-1 of a ``kind`` matrix; acc float32 (n_tok,) scratch.
+    """out[:, r] for rows r0..r1-1 of a ``kind`` matrix; acc float32 (LANES * n_tok,) scratch.
 
     The type is tested once per row, outside the row kernels' block loops. Inlined into its callers: where
     ``kind`` is a compile-time constant (:func:`.int_group.group_kernel` of a one-type model) only that
@@ -510,7 +434,8 @@ def _rows(kind, raw, r0, r1, qs, d, bsums, acc, out):
             _row_q3_k_batch(raw[r], qs, d, bsums, acc)
         else:
             _row_q2_k_batch(raw[r], qs, d, bsums, acc)
-        out[:, r] = acc
+        for t in range(d.shape[0]):
+            out[t, r] = lane_total(acc, t)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -522,7 +447,7 @@ def matmul_q8k(kind, raw, qs, d, bsums, out):
     """
     n = raw.shape[0]
     for c in numba.prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
-        acc = np.empty(d.shape[0], np.float32)  # float32 (n_tok,) per-task accumulator
+        acc = np.empty(LANES * d.shape[0], np.float32)  # float32 (LANES * n_tok,) per-task lanes
         _rows(kind, raw, c * ROWS_PER_TASK, min(n, c * ROWS_PER_TASK + ROWS_PER_TASK), qs, d, bsums, acc, out)
 
 

@@ -6,22 +6,20 @@ prompt of hundreds of tokens that extraction, not the multiplication, is most of
 scratch that stays in L2: codes as unsigned bytes, ready for ``vpmaddubsw``; scales pre-broadcast as int16
 vectors, ready for ``vpmaddwd``; ``d``/``dmin`` as float32. It then sweeps all tokens over the tile: a
 micro-kernel (one LLVM IR intrinsic per 256-element block) multiplies :data:`ROWS` rows by :data:`TOKENS`
-tokens with 8 integer accumulators, reduces them with one ``vphaddd`` tree to a vector of 8 exact block
-totals and finishes in float32. Tasks (row tiles) run in parallel over ``prange``; the activations are
+tokens with 8 integer lane accumulators and adds each pair's lanes, scaled, to its float32 (8,) accumulator
+(:func:`.int_dot.accumulate`). Tasks (row tiles) run in parallel over ``prange``; the activations are
 quantized to Q8_K once per call (:mod:`.q8_activations`), as for the row kernels.
 
 Scratch layout, :data:`KQ_BLOCK` = 576 bytes per block and tile row: codes u8 [256] in element order @0;
 int16 [8][16] @256, the multiplier of each 32-code chunk's 16 ``vpmaddubsw`` pair sums (Q4_K/Q5_K: the
 sub-block scale 16 times; Q2_K/Q3_K/Q6_K: the scales of its two 16-element groups, 8 times each); int16 [16]
 @512, coefficients of the 16 activation ``bsums`` (Q2_K/Q4_K/Q5_K: the mins, giving ``msum``; Q3_K:
-``-4*sc``, Q6_K: ``-32*sc``, the code offsets, added to ``isum``); float32 ``d`` @544, ``dmin`` @548. A
-block's value is ``d*isum - dmin*msum`` (or ``d*isum``): the integers and float operations of
-:mod:`.int_dot` (:func:`.int_dot.kq_value`; see there for the per-type formulas and overflow bounds).
+``-4*sc``, Q6_K: ``-32*sc``, the code offsets, added to ``isum``); float32 ``d`` @544, ``dmin`` @548 (see
+:mod:`.int_dot` for the per-type formulas and overflow bounds).
 
-Results: each token's output is computed with the same integer sums and the same float32 operations in the
-same order as the row kernels (block values as written, then ``acc += d_y * value`` block after block, one
-FMA), so a token's result does not depend on the batch it was computed in, nor on which kernel served that
-batch (tested bit for bit). AVX2 only (``vpmaddubsw``/``vpmaddwd``/``vphaddd``).
+Results: each token's output is computed with the same integer lanes and the same float32 operations in the
+same order as the row kernels, so a token's result does not depend on the batch it was computed in, nor on
+which kernel served that batch (tested bit for bit). AVX2 only (``vpmaddubsw``/``vpmaddwd``).
 
 Not here (follow-ups): the legacy 32-element types (Q4_0 .. Q8_0) keep tiles + BLAS for large batches: each
 32-element block needs its own horizontal sum and float scaling per (row, token), and a tiled version of the
@@ -48,8 +46,10 @@ from .q8_activations import Q8K
 TILE_ROWS = 16
 """Weight rows unpacked per task (their scratch, at most ~400 KB for 11008-wide rows, stays in L2)."""
 
-ROWS, TOKENS = 4, 2
-"""Tile rows and tokens per K-quant micro-kernel call (ROWS x TOKENS = 8 accumulators, one ``vphaddd`` tree)."""
+ROWS, TOKENS = 2, 4
+"""Tile rows and tokens per K-quant micro-kernel call: 8 integer accumulators, the 2 rows' codes and scales and
+a token's activations fit AVX2's 16 registers (4 x 2 spills; Q4_K 4096 x 4096 x 128 tokens, 2 threads: 22.8-24.3
+ms as 4 x 2, 20.0-23.0 ms as 2 x 4)."""
 
 KQ_BLOCK = 576
 """Scratch bytes per unpacked K-quant block (see the module docstring)."""
@@ -63,16 +63,8 @@ def _indices(context, bld, aty, ary, n: int) -> list:
     return [bld.load(S.item_ptr(context, bld, aty, ary, [ir.Constant(ir.IntType(64), j)])) for j in range(n)]
 
 
-def _splat_pairs(bld, values: list, per: int) -> ir.Value:
-    """float32 (8,) vector ``[values[0]] * per + [values[1]] * per + ...`` (lane p = values[p // per])."""
-    v = ir.Constant(ir.VectorType(S.F32, 8), ir.Undefined)
-    for p in range(8):
-        v = bld.insert_element(v, values[p // per], S.const(p))
-    return v
-
-
 def _kq_codegen(has_min: bool):
-    """Micro-kernel: acc[TOKENS*r + t] += d_y(t) * value of block b of tile row rows[r] times token toks[t]."""
+    """Micro-kernel: lanes of pair p = TOKENS*r + t (acc[8p : 8p + 8]) += block b of row rows[r] x token toks[t]."""
 
     def codegen(context, bld, sig, args):
         tile, rows, b, qs, bsums, dy, toks, acc = args
@@ -85,7 +77,7 @@ def _kq_codegen(has_min: bool):
         yp = [S.item_ptr(context, bld, a_qs, qs, [t, bld.mul(b64, ir.Constant(i64, 256))]) for t in toks]
         bp = [S.item_ptr(context, bld, a_bs, bsums, [t, bld.mul(b64, ir.Constant(i64, 16))]) for t in toks]
         dys = [S.load(bld, S.item_ptr(context, bld, a_dy, dy, [t, b64]), S.F32) for t in toks]
-        accs = [None] * 8  # i32 (8,) per pair p = TOKENS*r + t
+        accs = [None] * (ROWS * TOKENS)  # i32 (8,) per pair p = TOKENS*r + t
         for k in range(8):  # 32-code chunks
             w = [S.load(bld, S.byte_ptr(bld, p, 32 * k), S.V32I8) for p in wp]
             sc = [S.load(bld, S.byte_ptr(bld, p, 256 + 32 * k), S.V16I16) for p in wp]
@@ -97,19 +89,16 @@ def _kq_codegen(has_min: bool):
                     accs[p] = v if accs[p] is None else bld.add(accs[p], v)
         coef = [S.load(bld, S.byte_ptr(bld, p, 512), S.V16I16) for p in wp]
         bsv = [S.load(bld, p, S.V16I16) for p in bp]
-        corr = [S.maddwd(bld, bsv[p % TOKENS], coef[p // TOKENS]) for p in range(8)]
         f32 = lambda p, o: S.load(bld, S.byte_ptr(bld, p, o), S.F32)  # noqa: E731
-        dv = _splat_pairs(bld, [f32(p, 544) for p in wp], TOKENS)
-        if has_min:
-            dminv = _splat_pairs(bld, [f32(p, 548) for p in wp], TOKENS)
-            f = D.kq_value(bld, dv, S.hsum8(bld, accs), dminv, S.hsum8(bld, corr))
-        else:
-            f = D.kq_value(bld, dv, S.hsum8(bld, [bld.add(a, c) for a, c in zip(accs, corr, strict=True)]))
-        # acc += d_y * f as the row kernels' numba code writes it (numba's fastmath flags: one FMA)
-        v8f = ir.VectorType(S.F32, 8)
-        accp = bld.bitcast(S.item_ptr(context, bld, a_acc, acc, [ir.Constant(i64, 0)]), v8f.as_pointer())
-        dyv = _splat_pairs(bld, dys * ROWS, 1)
-        bld.store(bld.fadd(bld.load(accp, align=4), bld.fmul(dyv, f)), accp, align=4)
+        dws = [f32(p, 544) for p in wp]
+        dmins = [f32(p, 548) if has_min else None for p in wp]
+        for p in range(ROWS * TOKENS):  # the row kernels' float arithmetic (int_dot.accumulate), pair by pair
+            r, t = divmod(p, TOKENS)
+            corr = S.maddwd(bld, bsv[t], coef[r])
+            accp = S.item_ptr(context, bld, a_acc, acc, [ir.Constant(i64, D.LANES * p)])
+            accp = bld.bitcast(accp, S.V8F32.as_pointer())
+            bld.store(D.accumulate(bld, bld.load(accp, align=4), accs[p], corr, dws[r], dmins[r], dys[t]), accp,
+                      align=4)
         return context.get_dummy_value()
 
     return codegen
@@ -196,17 +185,17 @@ def _sweep_indices(rows, toks, i, nr, t0, n_tok):
 
 @numba.njit(cache=True, inline="always")
 def _store(acc, out, r0, i, nr, t0, n_tok):
-    """out[t0 + t, r0 + i + r] = acc[TOKENS*r + t] for the valid rows and tokens of a micro-kernel call."""
+    """out[t0 + t, r0 + i + r] = the lane total of pair TOKENS*r + t, for the valid rows and tokens of a call."""
     for r in range(min(ROWS, nr - i)):
         for t in range(min(TOKENS, n_tok - t0)):
-            out[t0 + t, r0 + i + r] = acc[TOKENS * r + t]
+            out[t0 + t, r0 + i + r] = D.lane_total(acc, TOKENS * r + t)
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True)
 def _tile_kq(kind, tile, nr, r0, qs, d, bsums, out):
     """All tokens times tile rows 0..nr-1 (output rows r0..): K-quant micro-kernel sweeps."""
     n_tok, nb = d.shape
-    acc = np.empty(8, np.float32)  # float32 (8,) the ROWS x TOKENS products being summed
+    acc = np.empty(ROWS * TOKENS * D.LANES, np.float32)  # float32 (ROWS*TOKENS*LANES,) the pairs' lanes
     rows = np.empty(ROWS, np.int64)
     toks = np.empty(TOKENS, np.int64)
     has_min = kind == Q2_K or kind == Q4_K or kind == Q5_K

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..ggml_types import GGMLType
 from .fused import ROWS_PER_TASK
+from .int_dot import LANES
 from .int_dot import _rows as _rows_q8_k
 from .int_dot_legacy import _rows_q8_0, _rows_q8_1
 from .int_gemm import gemm_q8k
@@ -145,6 +146,8 @@ def group_kernel(act: int, only: int = -1) -> Callable[..., None]:
     if kernel is not None:
         return kernel
 
+    lanes = LANES if act == _Q8_K else 1  # a K-quant (row, token) sums float32 lanes (int_dot.accumulate)
+
     def group(x, norm_w, eps, xn, qs, d, aux, kinds, raws, starts, outs, residual):
         n_tok = x.shape[0]
         if act == _Q8_K:
@@ -158,7 +161,7 @@ def group_kernel(act: int, only: int = -1) -> Callable[..., None]:
             raw = raws[i]
             r0 = (c - starts[i]) * ROWS_PER_TASK
             r1 = min(raw.shape[0], r0 + ROWS_PER_TASK)
-            acc = np.empty(n_tok, np.float32)  # float32 (n_tok,) per-task accumulator
+            acc = np.empty(n_tok * lanes, np.float32)  # float32 (lanes * n_tok,) per-task accumulators
             if act == _Q8_K:
                 if only >= 0:
                     _rows_q8_k(only, raw, r0, r1, qs, d, aux, acc, outs[i])

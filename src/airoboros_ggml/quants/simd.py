@@ -17,6 +17,7 @@ from numba.core import cgutils, config
 
 I8, I16, I32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
 F32 = ir.FloatType()
+V8F32 = ir.VectorType(F32, 8)
 V32I8 = ir.VectorType(I8, 32)  # one 256-bit register of bytes
 V16I8 = ir.VectorType(I8, 16)
 V16I16 = ir.VectorType(I16, 16)
@@ -127,21 +128,30 @@ def hsum2(builder, a, b) -> ir.Value:
     return builder.add(pick(builder, q, [0, 2]), pick(builder, q, [1, 3]))
 
 
+def prefetch(builder, ptr) -> None:
+    """Software prefetch (``llvm.prefetch``: read, keep in all cache levels) of the cache line at ``ptr``."""
+    i8p = builder.bitcast(ptr, I8.as_pointer())
+    fnty = ir.FunctionType(ir.VoidType(), [i8p.type, I32, I32, I32])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+    builder.call(fn, [i8p, const(0), const(3), const(1)])
+
+
+def fma(builder, a, b, c) -> ir.Value:
+    """``a * b + c`` rounded once (``llvm.fma``: the same bits on every target), float32 (8,) vectors."""
+    return call_intrinsic(builder, "llvm.fma.v8f32", V8F32, [a, b, c])
+
+
+def fold_lanes(builder, v) -> ir.Value:
+    """float32 sum of the 8 lanes of ``v`` in a fixed order: ``((v0+v4) + (v2+v6)) + ((v1+v5) + (v3+v7))``."""
+    h = builder.fadd(pick(builder, v, [0, 1, 2, 3]), pick(builder, v, [4, 5, 6, 7]), flags=STRICT)
+    q = builder.fadd(pick(builder, h, [0, 1]), pick(builder, h, [2, 3]), flags=STRICT)
+    return builder.fadd(builder.extract_element(q, const(0)), builder.extract_element(q, const(1)), flags=STRICT)
+
+
 def splat(builder, scalar, n: int) -> ir.Value:
     """Vector of ``n`` copies of ``scalar``."""
     vec = builder.insert_element(ir.Constant(ir.VectorType(scalar.type, 1), ir.Undefined), scalar, const(0))
     return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(I32, n), [0] * n))
-
-
-def hsum4(builder, vecs: list) -> ir.Value:
-    """i32 (4,) vector whose lane p is the sum of the lanes of ``vecs[p]`` (4 vectors i32 (8,)).
-
-    Three ``vphaddd`` leave, per 128-bit half, the sums of each vector's half; one add joins the halves.
-    """
-    a = call_intrinsic(builder, "llvm.x86.avx2.phadd.d", V8I32, vecs[:2])
-    b = call_intrinsic(builder, "llvm.x86.avx2.phadd.d", V8I32, vecs[2:])
-    h = call_intrinsic(builder, "llvm.x86.avx2.phadd.d", V8I32, [a, b])  # lanes: low halves 0-3, high halves 0-3
-    return builder.add(pick(builder, h, [0, 1, 2, 3]), pick(builder, h, [4, 5, 6, 7]))
 
 
 def hsum8(builder, vecs: list) -> ir.Value:
