@@ -7,7 +7,8 @@ from airoboros_ggml import FileType
 from airoboros_ggml.formats import open_model_file, write_gguf
 from airoboros_ggml.ggml_types import GGMLType
 from airoboros_ggml.quants import prepare_weight, quantize
-from airoboros_ggml.quants.int_group import readonly, rms_norm_into
+from airoboros_ggml.quants.fused import ROWS_PER_TASK
+from airoboros_ggml.quants.int_group import readonly, rms_norm_into, task_table
 from airoboros_ggml.quants.simd import HAVE_AVX2
 from airoboros_ggml.quants.weight import matrix_group
 from airoboros_ggml.runtime import KVCache, LlamaForward, LlamaWeights
@@ -111,6 +112,22 @@ def test_group_equals_separate_products(types, n_tok):
     tmp = np.empty((n_tok, n_in), np.float32)
     matrix_group([sq])(x, acts, [tmp], residual=res)
     np.testing.assert_array_equal(res, expect)
+
+
+@pytest.mark.parametrize("n_outs", [(4096, 4096, 4096), (11008, 4096), (20, 9, 3)])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_task_table_gives_every_thread_share_the_same_part_of_each_matrix(n_outs, n_threads):
+    """Each task once; each thread's contiguous share holds about 1/n of every matrix, in runs of rows."""
+    tasks = task_table(n_outs, n_threads)
+    expect = sorted((i, r0) for i, n in enumerate(n_outs) for r0 in range(0, n, ROWS_PER_TASK))
+    assert sorted(map(tuple, tasks.tolist())) == expect
+    bounds = [len(tasks) * s // n_threads for s in range(n_threads + 1)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        share = tasks[lo:hi]
+        for i, n in enumerate(n_outs):
+            rows = share[share[:, 0] == i, 1]
+            assert abs(len(rows) * ROWS_PER_TASK - n / n_threads) <= 2 * ROWS_PER_TASK, (i, len(rows))
+            assert np.all(np.diff(rows) == ROWS_PER_TASK)  # one run of consecutive tasks per matrix
 
 
 def test_group_refuses_mixed_activation_types():
