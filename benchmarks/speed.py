@@ -7,7 +7,8 @@ real. Steps:
 2. per file: prompt processing at 512 tokens, generation (after an 8-token prompt and right after the 512-token
    one), peak RSS at n_ctx 600, in ``--reps`` rounds that each run every engine and model once in a fresh
    process (ours on each file, llama.cpp, SmolLM2 and llama.cpp on it, interleaved: a shared machine whose
-   speed drifts over a run affects them alike; medians over the rounds), then a SECOND process per file
+   speed drifts over a run affects them alike; each round starts one job later, so that every job takes every
+   place in the order; medians over the rounds), then a SECOND process per file
    (numba cache warm) for the time from process start to the first token of a 16-token prompt;
 3. when ``ctransformers`` is importable, the same measurements on the GGML v3 file (timed here around its
    ``eval``/``sample`` calls, batch size 512, in its own subprocess), with ratios;
@@ -205,7 +206,8 @@ def render_markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"Measured {results['date']} at commit `{results['commit']}` by `benchmarks/speed.py` "
         f"(medians of {args.reps} rounds, one fresh process per engine and model in each, the engines "
-        f"interleaved; {args.threads} threads, n_ctx {args.ctx}). Load average: lowest before → highest after.",
+        f"interleaved, each round starting one engine later; {args.threads} threads, n_ctx {args.ctx}). "
+        "Load average: lowest before → highest after.",
         "",
         f"Machine: {any_r['machine'] if any_r else '?'}.",
         "",
@@ -333,8 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     paths = {fmt: make(fmt) for fmt in formats}
     llama_python = llamacpp_peer.interpreter(args.llama_cpp_python)
     with_llama = not args.no_llama_cpp and llamacpp_peer.available(llama_python)
-    # (where the report goes, how to measure once); every round runs each once, in this order, so that a
-    # machine whose speed drifts over the minutes of a run slows every engine alike
+    # (where the report goes, how to measure once); every round runs each once, so that a machine whose
+    # speed drifts over the minutes of a run slows every engine alike; round r starts at job r (mod the
+    # number of jobs), so that no job always runs at the same place in the round (always right after
+    # llama.cpp's 7 GB process, say: GGML ran ahead of GGUF by 1.8-4.5% in prompt processing when it always
+    # came first, while the two alternated in one process differ by 0.6%)
     jobs: list[tuple[tuple[str, ...], Callable[[], dict[str, Any]]]] = []
     for fmt, path in paths.items():
         jobs.append((("ours", fmt), partial(bench, str(path), args, args.n_prompt, args.n_gen, 1)))
@@ -353,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for r in range(args.reps):
         log.info("round %d of %d", r + 1, args.reps)
-        for where, job in jobs:
+        first = r % len(jobs)
+        for where, job in jobs[first:] + jobs[:first]:
             runs.setdefault(where, []).append(job())
     for where, reports in runs.items():
         merged = merge_rounds(reports)
