@@ -3,7 +3,8 @@
 Every measurement runs in a fresh subprocess (``airoboros-ggml bench --json``), so start-up and peak RSS are
 real. Steps:
 
-1. create or reuse the 7B-shaped q4_K_M files (GGML v3 and GGUF; ``benchmarks/make_models.py``);
+1. create or reuse the 7B-shaped q4_K_M files (GGML v3 and GGUF; ``benchmarks/make_models.py``) and settle their
+   page cache (dropped, then read back in order: ``make_models.settle_page_cache``);
 2. per file: prompt processing at 512 tokens, generation (after an 8-token prompt and right after the 512-token
    one), peak RSS at n_ctx 600, in ``--reps`` rounds that each run every engine and model once in a fresh
    process (ours on each file, llama.cpp, SmolLM2 and llama.cpp on it, interleaved: a shared machine whose
@@ -328,11 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     if set(formats) - {"ggml", "gguf"}:
         p.error(f"--formats: ggml, gguf, ggml,gguf or none, not {args.formats!r}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    from make_models import make
+    from make_models import make, settle_page_cache
 
     results: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                                "commit": _commit(), "ours": {}, "ttft": {}}
     paths = {fmt: make(fmt) for fmt in formats}
+    for path in paths.values():  # both files (and llama.cpp's, the GGUF one) from the same page-cache state
+        settle_page_cache(path)
     llama_python = llamacpp_peer.interpreter(args.llama_cpp_python)
     with_llama = not args.no_llama_cpp and llamacpp_peer.available(llama_python)
     # (where the report goes, how to measure once); every round runs each once, so that a machine whose
