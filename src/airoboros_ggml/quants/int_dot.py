@@ -186,13 +186,18 @@ def unpack_block(bld, kind: int, rp) -> tuple:
     offsets, added to ``isum``); float32 ``d`` and ``dmin`` (None for the types without mins).
     """
     f16 = lambda at: S.load_f16(bld, S.byte_ptr(bld, rp, at))  # noqa: E731
+
+    def f16_pair(at: int) -> tuple:  # d and dmin, adjacent: one load, one conversion
+        pair = S.load_f16x2(bld, S.byte_ptr(bld, rp, at))
+        return bld.extract_element(pair, S.const(0)), bld.extract_element(pair, S.const(1))
+
     if kind in (Q4_K, Q5_K):
         codes = k4_codes(bld, rp, 16, None) if kind == Q4_K else k4_codes(bld, rp, 48, 16)
         sb = k4_scale_bytes(bld, rp)  # u8 (32,): scales 0..7, mins 0..7, twice
-        return codes, k4_chunk_scales(bld, sb), k4_min_coefs(bld, sb), f16(0), f16(2)
+        return codes, k4_chunk_scales(bld, sb), k4_min_coefs(bld, sb), *f16_pair(0)
     if kind == Q2_K:
         codes, (sc, coef) = low2_chunks(bld, rp, 16), q2_scales_mins(bld, rp)
-        d, dmin = f16(80), f16(82)
+        d, dmin = f16_pair(80)
     elif kind == Q3_K:
         codes, sc = q3_codes(bld, rp), q3_scales(bld, rp)
         coef, d, dmin = bld.mul(sc, S.const(-4, S.V16I16)), f16(108), None
@@ -256,7 +261,6 @@ QUAD = 4
 """Tokens whose products the batch row kernels compute together, chunk by chunk (then pairs, then one)."""
 
 _BLOCK_BYTES = {Q2_K: 84, Q3_K: 110, Q4_K: 144, Q5_K: 176, Q6_K: 210}
-_D_AT = {Q2_K: 80, Q4_K: 0, Q5_K: 0}  # byte offset of the fp16 d, dmin pair of the types with mins
 
 
 def _row_one_codegen(kind: int):
@@ -280,9 +284,6 @@ def _row_one_codegen(kind: int):
             for k in range((size + 63) // 64):
                 S.prefetch(bld, bld.gep(rp, [ir.Constant(i64, PREFETCH_AHEAD + 64 * k)]))
             codes, chunk_scales, coef, dw, dmin = unpack_block(bld, kind, rp)
-            if dmin is not None:  # the two halves in one load and one conversion
-                pair = S.load_f16x2(bld, S.byte_ptr(bld, rp, _D_AT[kind]))
-                dw, dmin = (bld.extract_element(pair, S.const(i)) for i in (0, 1))
             dot = chunk_products(bld, codes, chunk_scales, bld.gep(yp0, [bld.mul(b, ir.Constant(i64, QK_K))]))
             corr = S.maddwd(bld, S.load(bld, bld.gep(bp0, [bld.mul(b, ir.Constant(i64, 16))]), S.V16I16), coef)
             dy = bld.load(bld.gep(dp0, [b]))
